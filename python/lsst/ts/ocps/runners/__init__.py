@@ -1,0 +1,3 @@
+"""Job runners: where and how job processes run."""
+
+from .base import *

@@ -1,0 +1,1 @@
+"""Test fixtures: butler (placeholder until the area lands)."""

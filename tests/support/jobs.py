@@ -1,0 +1,1 @@
+"""Test fixtures: jobs (placeholder until the area lands)."""

@@ -1,0 +1,1 @@
+"""Test fixtures: kafka (placeholder until the area lands)."""

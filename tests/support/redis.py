@@ -1,0 +1,1 @@
+"""Test fixtures: redis (placeholder until the area lands)."""

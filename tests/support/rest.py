@@ -1,0 +1,1 @@
+"""Test fixtures: rest (placeholder until the area lands)."""

@@ -1,0 +1,1 @@
+"""Test fixtures: slurm (placeholder until the area lands)."""
