@@ -96,8 +96,13 @@ _SCHEMA_KEYWORDS = frozenset("""
 2020-12 (with ``definitions`` and ``dependencies`` of older drafts) and
 the ``units`` annotation. Anything else is taken for a typo."""
 
-_SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions")
-_SUBSCHEMA_MAPS += ("dependentSchemas",)
+_SUBSCHEMA_MAPS = (
+    "properties",
+    "patternProperties",
+    "$defs",
+    "definitions",
+    "dependentSchemas",
+)
 _SUBSCHEMA_ONE = (
     "items",
     "additionalProperties",
