@@ -1,0 +1,258 @@
+# This file is part of ts_ocps.
+#
+# Developed for the Vera C. Rubin Observatory Telescope and Site Systems.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+"""Run jobs as local processes, each under a supervisor that outlives
+OCPS.
+
+Design: re-adopt, not kill. `LocalRunner.launch` starts
+``supervisor.py`` (a stdlib-only script, see that module) in a new
+session; the supervisor runs the job's argv in its own process group,
+caps its logs, enforces the time limit and writes the job's exit status
+to ``<work_dir>/.ocps/exit.json``. The runner keeps no durable state:
+`launch` returns the supervisor's pid and its start time (field 22 of
+``/proc/<pid>/stat``), which the job manager journals. If the OCPS server
+dies, even by kill -9, the supervisor and the job run on; the next server
+calls `LocalRunner.reattach`, which recognises the supervisor by pid and
+start time, waits for it to end through a pidfd watched by the event loop
+(no polling) and reads the job's real exit code from ``exit.json``. A
+supervisor that is gone without an exit file means the job was lost.
+"""
+
+__all__ = ["EXIT_FILE_NAME", "PRIVATE_DIR_NAME", "LocalRunner"]
+
+import asyncio
+import errno
+import json
+import logging
+import os
+import pathlib
+import shutil
+import signal
+import sys
+from typing import Any
+
+from . import supervisor
+from .base import LaunchSpec, Runner, RunOutcome, RunStatus
+
+PRIVATE_DIR_NAME = ".ocps"
+"""Directory inside a job's work dir for files OCPS itself writes."""
+
+EXIT_FILE_NAME = "exit.json"
+"""File in the private directory where the supervisor writes the exit."""
+
+_SUPERVISOR_PATH = pathlib.Path(supervisor.__file__).resolve()
+
+
+def _process_start_ticks(pid: int) -> int | None:
+    """Return the start time of a process in clock ticks since boot, or
+    None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            stat = file.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may hold spaces; fields resume after ")".
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return int(fields[19])
+
+
+class LocalRunner(Runner):
+    """Run each job as a local process group under a supervisor.
+
+    Parameters
+    ----------
+    kill_grace : `float`
+        Seconds between SIGTERM and SIGKILL when a job is stopped.
+    python : `str`
+        Interpreter that runs the supervisor.
+    log : `logging.Logger` or `None`
+        Parent logger; a child ``local_runner`` of it is used.
+    """
+
+    name = "local"
+
+    def __init__(
+        self,
+        *,
+        kill_grace: float = 5.0,
+        python: str = sys.executable,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.kill_grace = kill_grace
+        self.python = python
+        parent_log = log if log is not None else logging.getLogger("ocps")
+        self.log = parent_log.getChild("local_runner")
+
+    async def launch(self, spec: LaunchSpec) -> dict[str, Any]:
+        """Start the job's supervisor; see `Runner.launch`.
+
+        Raises
+        ------
+        OSError
+            Raised if the command is not found or not executable, or the
+            supervisor cannot be started.
+        """
+        if not spec.argv:
+            raise OSError(errno.EINVAL, "empty command")
+        program = spec.argv[0]
+        if "/" in program:
+            resolved = program if os.access(program, os.X_OK) else None
+        else:
+            resolved = shutil.which(program, path=spec.env.get("PATH", os.defpath))
+        if resolved is None:
+            raise OSError(
+                errno.ENOENT, f"command not found or not executable: {program!r}"
+            )
+
+        private_dir = spec.work_dir / PRIVATE_DIR_NAME
+        private_dir.mkdir(parents=True, exist_ok=True)
+        exit_path = private_dir / EXIT_FILE_NAME
+        exit_path.unlink(missing_ok=True)
+        args = [
+            self.python,
+            "-I",
+            "-S",
+            str(_SUPERVISOR_PATH),
+            str(spec.work_dir),
+            str(spec.stdout_path),
+            str(spec.stderr_path),
+            str(spec.log_limit),
+            repr(float(spec.time_limit)),
+            repr(float(self.kill_grace)),
+            str(exit_path),
+            "--",
+            *spec.argv,
+        ]
+        # The supervisor's own complaints (it has none when all is well)
+        # go next to the exit file.
+        file_actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+            (
+                os.POSIX_SPAWN_OPEN,
+                2,
+                str(private_dir / "supervisor.log"),
+                os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                0o644,
+            ),
+        ]
+        pid = os.posix_spawn(
+            self.python, args, spec.env, file_actions=file_actions, setsid=True
+        )
+        start_ticks = _process_start_ticks(pid)
+        return {
+            "pid": pid,
+            "start_ticks": start_ticks,
+            "exit_file": str(exit_path),
+        }
+
+    async def wait_started(self, job_id: str, runner_state: dict[str, Any]) -> None:
+        """Return at once: a local job runs as soon as it is launched."""
+
+    async def wait_finished(
+        self, job_id: str, runner_state: dict[str, Any]
+    ) -> RunOutcome:
+        """Wait for the supervisor to end, then read the job's exit."""
+        pid = runner_state["pid"]
+        pidfd = self._open_pidfd(runner_state)
+        if pidfd is not None:
+            try:
+                loop = asyncio.get_running_loop()
+                ended = loop.create_future()
+                loop.add_reader(pidfd, ended.set_result, None)
+                try:
+                    await ended
+                finally:
+                    loop.remove_reader(pidfd)
+            finally:
+                os.close(pidfd)
+            self._reap(pid)
+        return self._read_outcome(job_id, runner_state)
+
+    async def terminate(self, job_id: str, runner_state: dict[str, Any]) -> None:
+        """Ask the supervisor to stop the job's process group.
+
+        The supervisor sends SIGTERM to the group, then SIGKILL after
+        ``kill_grace`` seconds, and records the job as cancelled.
+        """
+        pidfd = self._open_pidfd(runner_state)
+        if pidfd is None:
+            return
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        finally:
+            os.close(pidfd)
+
+    async def reattach(self, job_id: str, runner_state: dict[str, Any]) -> bool:
+        """Is the supervisor still ours and running, or did it leave an
+        exit file?"""
+        pidfd = self._open_pidfd(runner_state)
+        if pidfd is not None:
+            os.close(pidfd)
+            return True
+        return pathlib.Path(runner_state["exit_file"]).is_file()
+
+    def _open_pidfd(self, runner_state: dict[str, Any]) -> int | None:
+        """Return a pidfd of the job's supervisor, or None if it is gone.
+
+        The pidfd pins the process, so checking the start time after
+        opening it rules out a reused pid.
+        """
+        pid = runner_state["pid"]
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return None
+        if _process_start_ticks(pid) != runner_state["start_ticks"]:
+            os.close(pidfd)
+            return None
+        return pidfd
+
+    @staticmethod
+    def _reap(pid: int) -> None:
+        """Collect the supervisor's status if this process started it."""
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+    def _read_outcome(self, job_id: str, runner_state: dict[str, Any]) -> RunOutcome:
+        exit_path = pathlib.Path(runner_state["exit_file"])
+        try:
+            data = json.loads(exit_path.read_text())
+            status = supervisor.ExitStatus(data["status"])
+            exit_code = int(data["exit_code"])
+        except FileNotFoundError:
+            return RunOutcome(
+                RunStatus.LOST,
+                message="job process lost during a restart of OCPS "
+                "(its supervisor ended without recording an exit status)",
+            )
+        except (ValueError, KeyError, TypeError) as e:
+            return RunOutcome(RunStatus.LOST, message=f"unreadable {exit_path}: {e}")
+        run_status = {
+            supervisor.ExitStatus.EXITED: RunStatus.EXITED,
+            supervisor.ExitStatus.TIMEOUT: RunStatus.TIMEOUT,
+            supervisor.ExitStatus.CANCELLED: RunStatus.CANCELLED,
+        }[status]
+        return RunOutcome(run_status, exit_code=exit_code)
