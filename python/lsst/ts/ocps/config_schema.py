@@ -85,6 +85,13 @@ properties:
           type: object
           additionalProperties:
             type: string
+        rest_port:
+          description: >-
+            Port of this instance's REST job API, overriding the top-level
+            rest_port (several indices on one host need different ports).
+          type: integer
+          minimum: -1
+          maximum: 65535
       required: [sal_index, instance, butler]
       additionalProperties: false
   job_types_dir:
@@ -97,7 +104,7 @@ properties:
   state_dir:
     description: >-
       Directory of the job journal and job work directories. Empty:
-      $OCPS_STATE_DIR, else ~/.local/state/ocps/<index>.
+      $OCPS_STATE_DIR/<index>, else ~/.local/state/ocps/<index>.
     type: string
     default: ""
   max_concurrent:
@@ -133,7 +140,13 @@ properties:
       Empty: none (or $OCPS_API_TOKEN).
     type: string
     default: ""
+  simulation_duration:
+    description: >-
+      Seconds a simulated job runs (simulation mode 1) before its
+      job_result is published.
+    type: number
+    minimum: 0
+    default: 10
 required: [instances]
 additionalProperties: false
-"""
-)
+""")
