@@ -1,0 +1,558 @@
+# This file is part of ts_ocps.
+#
+# Developed for the Vera C. Rubin Observatory Telescope and Site Systems.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+"""The in-job wrapper of the pipetask job type: run pipetask, report results.
+
+Run as ``python -m lsst.ts.ocps.pipetask.job --butler REPO --pipeline P ...``
+inside a job (the job manager sets ``OCPS_JOB_ID``, ``OCPS_WORK_DIR`` and
+``OCPS_RESULT_FILE``). It checks the options again, runs pipetask's own
+command-line entry point in this process (so the Science Pipelines are
+imported once, for the run and for listing its outputs), then writes to
+``OCPS_RESULT_FILE`` a JSON object with a summary of the run, the output
+collection and run, the output datasets that match the requested dataset
+types (as ``results``), and on failure an ``error`` whose message names the
+failing task and exception class. It exits with pipetask's exit code, or 2
+if it refuses its arguments before starting pipetask.
+
+This module imports ``lsst.daf.butler`` and ``lsst.ctrl.mpexec``; the OCPS
+server must never import it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "USAGE_EXIT_CODE",
+    "describe_failure",
+    "list_outputs",
+    "main",
+    "parse_traceback",
+    "read_log_records",
+    "run_pipetask",
+    "summarize",
+]
+
+import argparse
+import collections
+import fnmatch
+import importlib.metadata
+import io
+import json
+import logging
+import os
+import pathlib
+import re
+import shlex
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, TextIO
+
+from ..exceptions import ParameterError
+from .options import (
+    build_pipetask_argv,
+    expand_pipeline,
+    output_collection,
+    output_run,
+    parse_config,
+    split_list,
+)
+
+USAGE_EXIT_CODE = 2
+"""Exit code when the wrapper refuses its arguments (as click does)."""
+
+MAX_MESSAGE = 2000
+"""Characters kept of an error message."""
+
+PIPELINES_PACKAGES = ("lsst-pipe-base", "lsst-ctrl-mpexec", "lsst-daf-butler")
+"""Distributions whose versions every result records."""
+
+_EXCEPTION_LINE = re.compile(r"(?P<cls>[A-Za-z_][\w.]*)(?::\s?(?P<message>.*))?")
+
+_CLICK_HINT = re.compile(r";\s*ERROR logs above.*$")
+
+_log = logging.getLogger("ocps.pipetask")
+
+
+class _TailingStream(io.TextIOBase):
+    """A text stream that writes through and remembers its last lines.
+
+    Parameters
+    ----------
+    target : `typing.TextIO`
+        Where the text goes.
+    max_lines : `int`
+        How many complete lines to remember.
+    """
+
+    def __init__(self, target: TextIO, max_lines: int = 50) -> None:
+        self.target = target
+        self.lines: collections.deque[str] = collections.deque(maxlen=max_lines)
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        self.target.write(text)
+        pieces = (self._partial + text).split("\n")
+        self._partial = pieces.pop()
+        self.lines.extend(pieces)
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self.target.fileno()
+
+
+def run_pipetask(argv: Sequence[str]) -> tuple[int, list[str]]:
+    """Run pipetask's command-line entry point in this process.
+
+    Parameters
+    ----------
+    argv : `collections.abc.Sequence` [`str`]
+        The full command; ``argv[0]`` is the program name.
+
+    Returns
+    -------
+    exit_code : `int`
+        What ``pipetask`` would have exited with.
+    stderr_tail : `list` [`str`]
+        The last lines pipetask wrote to standard error.
+    """
+    from lsst.ctrl.mpexec.cli.pipetask import cli
+    from lsst.daf.butler.cli.cliLog import CliLog
+
+    tail = _TailingStream(sys.stderr)
+    saved_stderr = sys.stderr
+    sys.stderr = tail  # type: ignore[assignment]
+    try:
+        cli.main(args=list(argv[1:]), prog_name=argv[0], standalone_mode=True)
+        exit_code = 0
+    except SystemExit as e:
+        if e.code is None:
+            exit_code = 0
+        elif isinstance(e.code, int):
+            exit_code = e.code
+        else:
+            tail.write(f"{e.code}\n")
+            exit_code = 1
+    finally:
+        sys.stderr = saved_stderr
+        CliLog.resetLog()
+    return exit_code, list(tail.lines)
+
+
+def read_log_records(path: pathlib.Path) -> Iterator[dict[str, Any]]:
+    """Yield the records of a pipetask JSON log file, skipping bad lines.
+
+    Parameters
+    ----------
+    path : `pathlib.Path`
+        A ``--log-file`` ending in ``.json``; may not exist.
+    """
+    if not path.exists():
+        return
+    with path.open(encoding="utf-8", errors="replace") as stream:
+        for line in stream:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                yield record
+
+
+def parse_traceback(text: str) -> tuple[str, str] | None:
+    """Find the final exception class and message in a formatted traceback.
+
+    Parameters
+    ----------
+    text : `str`
+        Traceback text as `traceback.format_exception` writes it.
+
+    Returns
+    -------
+    exception : `tuple` [`str`, `str`] or `None`
+        Dotted class name and message (possibly several lines), or None
+        if no exception line was found.
+    """
+    lines = text.rstrip().splitlines()
+    last_frame = max(
+        (i for i, line in enumerate(lines) if line.startswith('  File "')),
+        default=-1,
+    )
+    for i in range(last_frame + 1, len(lines)):
+        line = lines[i]
+        if not line or line[0].isspace():
+            continue
+        match = _EXCEPTION_LINE.fullmatch(line)
+        if match is None:
+            continue
+        message = "\n".join([match.group("message") or "", *lines[i + 1 :]])
+        return match.group("cls"), message.strip()
+    return None
+
+
+def summarize(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """Reduce a pipetask ``--summary`` report to what callers need.
+
+    Parameters
+    ----------
+    summary : `collections.abc.Mapping` [`str`, `typing.Any`]
+        The parsed ``summary.json``.
+
+    Returns
+    -------
+    brief : `dict` [`str`, `typing.Any`]
+        ``status``; ``quanta`` with ``total``, ``byStatus`` and ``byTask``
+        (counts per status); ``expected`` quanta per task from the graph;
+        ``failures`` (task label, data id, exception class and message);
+        ``exception`` of the whole run, if any.
+    """
+    by_status: collections.Counter[str] = collections.Counter()
+    by_task: dict[str, collections.Counter[str]] = {}
+    failures = []
+    for report in summary.get("quantaReports") or []:
+        status = str(report.get("status", "unknown"))
+        label = str(report.get("taskLabel", "?"))
+        by_status[status] += 1
+        by_task.setdefault(label, collections.Counter())[status] += 1
+        info = report.get("exceptionInfo")
+        if status == "failure" or info:
+            info = info or {}
+            failures.append(
+                {
+                    "taskLabel": label,
+                    "dataId": report.get("dataId") or {},
+                    "status": status,
+                    "exceptionClass": info.get("className"),
+                    "message": info.get("message"),
+                }
+            )
+    task_summaries = (summary.get("qgraphSummary") or {}).get("qgraphTaskSummaries")
+    expected = {
+        label: task.get("numQuanta") for label, task in (task_summaries or {}).items()
+    }
+    return {
+        "status": summary.get("status"),
+        "quanta": {
+            "total": sum(by_status.values()),
+            "byStatus": dict(by_status),
+            "byTask": {label: dict(counts) for label, counts in by_task.items()},
+        },
+        "expected": expected,
+        "failures": failures,
+        "exception": summary.get("exceptionInfo"),
+    }
+
+
+def _short_class(name: str | None) -> str:
+    return (name or "Exception").rpartition(".")[2]
+
+
+def _format_data_id(data_id: Mapping[str, Any]) -> str:
+    return "{" + ", ".join(f"{key}: {value!r}" for key, value in data_id.items()) + "}"
+
+
+def describe_failure(
+    exit_code: int,
+    brief: Mapping[str, Any] | None,
+    log_path: pathlib.Path,
+    stderr_tail: Sequence[str],
+) -> str:
+    """Say in one message why a pipetask run failed.
+
+    Parameters
+    ----------
+    exit_code : `int`
+        pipetask's exit code.
+    brief : `collections.abc.Mapping` or `None`
+        Output of `summarize`, if pipetask wrote a summary.
+    log_path : `pathlib.Path`
+        The JSON log file.
+    stderr_tail : `collections.abc.Sequence` [`str`]
+        Last lines of pipetask's standard error.
+
+    Returns
+    -------
+    message : `str`
+        Starts with ``pipetask failed:`` and names, where known, the
+        failing task, its data id and the exception class.
+    """
+    failures = [] if brief is None else brief["failures"]
+    failed = [f for f in failures if f["status"] == "failure"]
+    if failed:
+        first = failed[0]
+        total = brief["quanta"]["total"] if brief else len(failures)
+        text = (
+            f"{len(failed)} of {total} quanta failed; first: task "
+            f"{first['taskLabel']!r} {_format_data_id(first['dataId'])}: "
+            f"{_short_class(first['exceptionClass'])}: {first['message']}"
+        )
+        return f"pipetask failed: {text}"[:MAX_MESSAGE]
+
+    exception = None
+    error_lines = []
+    for record in read_log_records(log_path):
+        if "exc_info" in record:
+            exception = parse_traceback(str(record["exc_info"])) or exception
+        elif record.get("levelno", 0) >= logging.ERROR:
+            error_lines.append(str(record.get("message", "")).splitlines()[0])
+    if exception is None and brief is not None and brief.get("exception"):
+        info = brief["exception"]
+        exception = (info.get("className") or "", info.get("message") or "")
+    if exception is not None:
+        first_line = (exception[1].splitlines() or [""])[0]
+        text = f"{_short_class(exception[0])}: {first_line}"
+    else:
+        click_errors = [line for line in stderr_tail if line.startswith("Error: ")]
+        pieces = [
+            _CLICK_HINT.sub("", line.removeprefix("Error: "))
+            for line in click_errors[-1:]
+        ]
+        pieces += error_lines[:2]
+        text = "; ".join(pieces) or f"pipetask exited with code {exit_code}"
+    return f"pipetask failed: {text}"[:MAX_MESSAGE]
+
+
+def list_outputs(
+    butler_uri: str, run: str, patterns: Sequence[str], max_results: int
+) -> tuple[list[dict[str, Any]], int]:
+    """List the datasets of a run whose dataset types match the patterns.
+
+    Parameters
+    ----------
+    butler_uri : `str`
+        Butler repo.
+    run : `str`
+        RUN collection to look in.
+    patterns : `collections.abc.Sequence` [`str`]
+        Shell-style dataset type globs, e.g. ``*_metricvalue``.
+    max_results : `int`
+        Most datasets to return.
+
+    Returns
+    -------
+    results : `list` [`dict` [`str`, `typing.Any`]]
+        ``id`` (dataset UUID), ``uri``, ``datasetType``, ``dataId``,
+        ``run`` and, for local files, ``size``; sorted by dataset type
+        and data id.
+    total : `int`
+        How many datasets matched, including those not returned.
+    """
+    from lsst.daf.butler import Butler, MissingCollectionError
+
+    butler = Butler.from_config(butler_uri, writeable=False)
+    try:
+        info = butler.collections.get_info(run, include_summary=True)
+    except MissingCollectionError:
+        return [], 0
+    names = sorted(
+        name
+        for name in info.dataset_types or ()
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+    )
+
+    refs = []
+    for name in names:
+        refs += butler.query_datasets(name, collections=run, explain=False, limit=None)
+    refs.sort(key=lambda ref: (ref.datasetType.name, str(ref.dataId)))
+    chosen = refs[:max_results]
+    uris = butler.get_many_uris(chosen)
+
+    results = []
+    for ref in chosen:
+        uri = uris[ref].primaryURI
+        entry: dict[str, Any] = {
+            "id": str(ref.id),
+            "uri": str(uri) if uri is not None else None,
+            "datasetType": ref.datasetType.name,
+            "dataId": dict(ref.dataId.required),
+            "run": ref.run,
+        }
+        if uri is not None and uri.scheme == "file" and os.path.exists(uri.ospath):
+            entry["size"] = os.path.getsize(uri.ospath)
+        results.append(entry)
+    return results, len(refs)
+
+
+def _check_version(version: str, environ: Mapping[str, str]) -> dict[str, str | None]:
+    """Check that the requested release is the one this job can run.
+
+    Returns the installed versions of `PIPELINES_PACKAGES`.
+    """
+    installed: dict[str, str | None] = {}
+    for name in PIPELINES_PACKAGES:
+        try:
+            installed[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            installed[name] = None
+    if not version or environ.get("EUPS_DIR"):
+        # An EUPS stack: a site launcher in the job type's command selects
+        # the release with `setup -t $EUPS_TAG` before this wrapper starts.
+        return installed
+    pipe_base = installed["lsst-pipe-base"]
+    if version not in (pipe_base, f"v{pipe_base}"):
+        raise ParameterError(
+            f"parameter 'version': {version!r} was requested, but this site runs "
+            f"pip-installed Science Pipelines (lsst-pipe-base {pipe_base}) and "
+            f"cannot select another release; send '' or {pipe_base!r}"
+        )
+    return installed
+
+
+def _write_result(path: pathlib.Path, result: Mapping[str, Any]) -> None:
+    """Write the result JSON atomically."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m lsst.ts.ocps.pipetask.job",
+        description="Run one pipetask job for OCPS and write its result file.",
+    )
+    parser.add_argument("--butler", required=True, help="Butler repo")
+    parser.add_argument("--pipeline", required=True, help="pipeline, may hold ${VAR}")
+    parser.add_argument("--data-query", default="", help="Butler query expression")
+    parser.add_argument("--input-collection", default="", help="comma list")
+    parser.add_argument("--config", default="", help="extra pipetask run options")
+    parser.add_argument("--version", default="", help="Science Pipelines release")
+    parser.add_argument(
+        "--output-dataset-types", default="", help="comma list of dataset type globs"
+    )
+    parser.add_argument("--output-glob", default="", help="glob used if none given")
+    parser.add_argument("--max-results", type=int, default=1000, help="list limit")
+    return parser
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Run the wrapper; return the exit code.
+
+    Parameters
+    ----------
+    args : `collections.abc.Sequence` [`str`] or `None`
+        Command-line arguments; None for ``sys.argv[1:]``.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    )
+    _log.addHandler(handler)
+    _log.setLevel(logging.INFO)
+    _log.propagate = False
+
+    options = _make_parser().parse_args(args)
+    environ = dict(os.environ)
+    job_id = environ.get("OCPS_JOB_ID", "")
+    work_dir = pathlib.Path(environ.get("OCPS_WORK_DIR", "."))
+    result_file = pathlib.Path(
+        environ.get("OCPS_RESULT_FILE", str(work_dir / "result.json"))
+    )
+    result: dict[str, Any] = {
+        "jobId": job_id,
+        "version": options.version,
+        "butler": options.butler,
+        "outputCollection": output_collection(job_id),
+        "outputRun": output_run(job_id),
+        "results": [],
+    }
+
+    try:
+        if not job_id:
+            raise ParameterError("OCPS_JOB_ID is not set; run this through OCPS")
+        result["pipelines"] = _check_version(options.version, environ)
+        config = parse_config(options.config)
+        pipeline = expand_pipeline(options.pipeline, environ)
+        if options.version:
+            os.environ["EUPS_TAG"] = options.version
+    except ParameterError as e:
+        result["error"] = {"message": str(e)}
+        _write_result(result_file, result)
+        _log.error("job_id=%s failed before pipetask: %s", job_id, e)
+        return USAGE_EXIT_CODE
+
+    inputs = split_list(options.input_collection)
+    argv = build_pipetask_argv(
+        job_id=job_id,
+        work_dir=work_dir,
+        butler=options.butler,
+        pipeline=pipeline,
+        data_query=options.data_query,
+        input_collections=inputs,
+        config=config,
+    )
+    result.update(
+        pipeline=pipeline,
+        inputCollections=list(dict.fromkeys([*inputs, *config.inputs])),
+        command=argv,
+        logFile=str(work_dir / "pipetask.json"),
+    )
+    _log.info("job_id=%s started %s", job_id, shlex.join(argv))
+    exit_code, stderr_tail = run_pipetask(argv)
+    result["exitCode"] = exit_code
+
+    summary_path = work_dir / "summary.json"
+    brief = None
+    if summary_path.exists():
+        try:
+            brief = summarize(json.loads(summary_path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as e:
+            result["warnings"] = [f"cannot read {summary_path}: {e}"]
+    result["summary"] = brief
+
+    patterns = split_list(options.output_dataset_types) or split_list(
+        options.output_glob
+    )
+    if patterns:
+        try:
+            results, total = list_outputs(
+                options.butler, output_run(job_id), patterns, options.max_results
+            )
+        except Exception as e:
+            # Listing is a report on a finished run; its failure must not
+            # change the run's outcome, so it only becomes a warning.
+            result.setdefault("warnings", []).append(f"cannot list outputs: {e!r}")
+        else:
+            result["results"] = results
+            result["resultsTotal"] = total
+
+    if exit_code != 0:
+        message = describe_failure(
+            exit_code, brief, work_dir / "pipetask.json", stderr_tail
+        )
+        result["error"] = {"message": message}
+        _write_result(result_file, result)
+        _log.error("job_id=%s failed exit_code=%d %s", job_id, exit_code, message)
+    else:
+        _write_result(result_file, result)
+        _log.info(
+            "job_id=%s finished exit_code=0 outputs=%d",
+            job_id,
+            len(result["results"]),
+        )
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
