@@ -149,4 +149,5 @@ properties:
     default: 10
 required: [instances]
 additionalProperties: false
-""")
+"""
+)
