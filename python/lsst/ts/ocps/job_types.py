@@ -379,7 +379,7 @@ class JobType:
             messages: list[str] = []
             for error in errors:
                 messages += _describe_parameter_error(error)
-            raise ParameterError("; ".join(messages))
+            raise ParameterError("; ".join(sorted(messages)))
 
         if self.preprocessor is None:
             return filled
@@ -697,7 +697,12 @@ def _schema_problems(path: str, document: Any) -> list[JobTypeProblem]:
                         )
                     )
         else:
-            problems.append(JobTypeProblem(path, _json_path(parts), error.message))
+            reason = error.message
+            if "propertyNames" in error.absolute_schema_path:
+                parts.append(error.instance)
+            if error.validator == "pattern" and "$comment" in error.schema:
+                reason = f"{error.instance!r} is invalid: {error.schema['$comment']}"
+            problems.append(JobTypeProblem(path, _json_path(parts), reason))
     return list(dict.fromkeys(problems))
 
 
