@@ -24,8 +24,10 @@
 from __future__ import annotations
 
 __all__ = [
-    "JOB_ID_PATTERN",
     "BASE_ENV_NAMES",
+    "JOB_ID_PATTERN",
+    "LOST_MESSAGE",
+    "RESULT_FILE_NAME",
     "JobListener",
     "JobManager",
     "ManagerConfig",
@@ -49,6 +51,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import triggers
 from .exceptions import JobNotFoundError, JobStateError, ParameterError
 from .journal import JOURNAL_FILE_NAME, Journal
 from .models import (
@@ -625,10 +628,6 @@ class JobManager:
                 if failure is not None:
                     break
         if failure is None and job.wait_for:
-            # Imported here until triggers.py lands in the tree (it is
-            # written in parallel); move to the top once it has.
-            from . import triggers
-
             try:
                 await triggers.wait_for_paths(
                     job.wait_for, job.wait_timeout, log=self.log

@@ -154,8 +154,14 @@ class LocalRunner(Runner):
                 0o644,
             ),
         ]
+        # SIGTERM stays blocked until the supervisor can handle it.
         pid = os.posix_spawn(
-            self.python, args, spec.env, file_actions=file_actions, setsid=True
+            self.python,
+            args,
+            spec.env,
+            file_actions=file_actions,
+            setsid=True,
+            setsigmask=[signal.SIGTERM],
         )
         start_ticks = _process_start_ticks(pid)
         return {

@@ -124,6 +124,7 @@ def _spawn(argv: list[str], stdout_fd: int, stderr_fd: int) -> int:
         os.environ,
         file_actions=file_actions,
         setpgroup=0,
+        setsigmask=(),
         setsigdef=(signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE),
     )
 
@@ -139,11 +140,14 @@ def run(
 ) -> None:
     """Run ``argv`` to its end and write the exit file; see the module
     docstring."""
+    # The runner starts this process with SIGTERM blocked, so that a stop
+    # request arriving before the handler is set is kept, not fatal.
     wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM])
 
     out_read, out_write = os.pipe2(os.O_CLOEXEC)
     err_read, err_write = os.pipe2(os.O_CLOEXEC)
