@@ -75,10 +75,17 @@ class OcpsClient:
         Bearer token sent with every call.
     timeout : `float`, optional
         Seconds allowed for one call that does not wait or stream.
+    session : `aiohttp.ClientSession` or `None`, optional
+        Session to use (and not close); None to make one.
     """
 
     def __init__(
-        self, base_url: str, token: str | None = None, timeout: float = 30.0
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = 30.0,
+        *,
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
         base = base_url.rstrip("/")
         if not base.endswith(_API_PREFIX):
@@ -87,10 +94,12 @@ class OcpsClient:
         self.timeout = timeout
         headers = {} if token is None else {"Authorization": f"Bearer {token}"}
         self._headers = headers
-        self._session: aiohttp.ClientSession | None = None
+        self._session = session
+        self._own_session = session is None
 
     async def __aenter__(self) -> OcpsClient:
-        self._session = aiohttp.ClientSession(headers=self._headers)
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
         return self
 
     async def __aexit__(
@@ -102,8 +111,8 @@ class OcpsClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the HTTP session."""
-        if self._session is not None:
+        """Close the HTTP session, if this client made it."""
+        if self._session is not None and self._own_session:
             await self._session.close()
             self._session = None
 
@@ -130,6 +139,7 @@ class OcpsClient:
                 self.base_url + path,
                 params=params,
                 json=json_body,
+                headers=self._headers,
                 timeout=aiohttp.ClientTimeout(total=total),
             ) as response:
                 text = await response.text()
@@ -312,7 +322,10 @@ class OcpsClient:
         )
         try:
             async with self.session.get(
-                f"{self.base_url}/job/{job_id}/log", params=params, timeout=timeout
+                f"{self.base_url}/job/{job_id}/log",
+                params=params,
+                headers=self._headers,
+                timeout=timeout,
             ) as response:
                 if response.status >= 400:
                     self._decode(response, await response.text())
