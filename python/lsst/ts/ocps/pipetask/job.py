@@ -40,6 +40,7 @@ from __future__ import annotations
 
 __all__ = [
     "USAGE_EXIT_CODE",
+    "apply_environment",
     "describe_failure",
     "list_outputs",
     "main",
@@ -67,6 +68,7 @@ from typing import Any, TextIO
 from ..exceptions import ParameterError
 from .options import (
     build_pipetask_argv,
+    check_environment,
     expand_pipeline,
     output_collection,
     output_run,
@@ -420,6 +422,40 @@ def _check_version(version: str, environ: Mapping[str, str]) -> dict[str, str | 
     return installed
 
 
+def apply_environment(text: str) -> dict[str, str]:
+    """Add the ``environment`` parameter's variables to this process.
+
+    ``PYTHONPATH`` entries are also put in front of `sys.path`, since
+    this interpreter has already started (pipetask runs in it).
+
+    Parameters
+    ----------
+    text : `str`
+        JSON object of variable names to string values.
+
+    Returns
+    -------
+    variables : `dict` [`str`, `str`]
+        The variables applied.
+
+    Raises
+    ------
+    ParameterError
+        Raised if ``text`` is not such an object, or names a variable the
+        wrapper must not take from a request (``OCPS_*``, ``LD_*``).
+    """
+    try:
+        variables = json.loads(text)
+    except ValueError as e:
+        raise ParameterError(f"parameter 'environment': not JSON: {e}") from e
+    variables = check_environment(variables)
+    os.environ.update(variables)
+    if variables.get("PYTHONPATH"):
+        entries = [e for e in variables["PYTHONPATH"].split(os.pathsep) if e]
+        sys.path[0:0] = [e for e in entries if e not in sys.path]
+    return variables
+
+
 def _write_result(path: pathlib.Path, result: Mapping[str, Any]) -> None:
     """Write the result JSON atomically."""
     temporary = path.with_name(f".{path.name}.tmp")
@@ -443,6 +479,9 @@ def _make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--output-glob", default="", help="glob used if none given")
     parser.add_argument("--max-results", type=int, default=1000, help="list limit")
+    parser.add_argument(
+        "--environment", default="{}", help="JSON object of extra variables"
+    )
     return parser
 
 
@@ -481,6 +520,8 @@ def main(args: Sequence[str] | None = None) -> int:
     try:
         if not job_id:
             raise ParameterError("OCPS_JOB_ID is not set; run this through OCPS")
+        apply_environment(options.environment)
+        environ = dict(os.environ)
         result["pipelines"] = _check_version(options.version, environ)
         config = parse_config(options.config)
         pipeline = expand_pipeline(options.pipeline, environ)

@@ -27,6 +27,7 @@ __all__ = [
     "OptionRule",
     "PipetaskConfig",
     "build_pipetask_argv",
+    "check_environment",
     "check_pipeline",
     "expand_pipeline",
     "output_collection",
@@ -55,6 +56,9 @@ LOG_LEVELS = frozenset(
     {"CRITICAL", "ERROR", "WARNING", "INFO", "VERBOSE", "DEBUG", "TRACE"}
 )
 """Level names ``pipetask --log-level`` knows."""
+
+RESERVED_ENV_PREFIXES = ("OCPS_", "LD_")
+"""Variables the ``environment`` parameter may not set."""
 
 START_METHODS = frozenset({"spawn", "fork", "forkserver"})
 """Values of ``pipetask run --start-method``."""
@@ -679,6 +683,40 @@ def build_pipetask_argv(
     return argv
 
 
+def check_environment(variables: Any) -> dict[str, str]:
+    """Check the ``environment`` parameter (extra variables of the run).
+
+    Parameters
+    ----------
+    variables : `typing.Any`
+        Should be a mapping of variable names to strings.
+
+    Returns
+    -------
+    variables : `dict` [`str`, `str`]
+        The same variables.
+
+    Raises
+    ------
+    ParameterError
+        Raised if it is not such a mapping or names a variable that a
+        request may not set: ``OCPS_*`` (the job manager's) or ``LD_*``
+        (the dynamic loader's).
+    """
+    if not isinstance(variables, Mapping) or not all(
+        isinstance(value, str) for value in variables.values()
+    ):
+        raise ParameterError(
+            "parameter 'environment': must be an object of string values"
+        )
+    for name in variables:
+        if not _NAME.fullmatch(name) or name.startswith(RESERVED_ENV_PREFIXES):
+            raise ParameterError(
+                f"parameter 'environment': variable {name!r} may not be set"
+            )
+    return dict(variables)
+
+
 def preprocess(job_type: Any, parameters: Mapping[str, Any]) -> dict[str, Any]:
     """Check the parameters of a pipetask job at submit time.
 
@@ -701,10 +739,12 @@ def preprocess(job_type: Any, parameters: Mapping[str, Any]) -> dict[str, Any]:
     ------
     ParameterError
         Raised if ``config`` holds a refused or unknown option or a bad
-        value, or ``pipeline`` is malformed.
+        value, ``pipeline`` is malformed or ``environment`` sets a
+        reserved variable.
     """
     check_pipeline(str(parameters["pipeline"]))
     parse_config(str(parameters.get("config", "")))
+    check_environment(parameters.get("environment", {}))
     if not str(parameters.get("butler", "")).strip():
         raise ParameterError("parameter 'butler': must name a Butler repo")
     return dict(parameters)
