@@ -617,23 +617,17 @@ class JobManager:
 
     async def _hold(self, job: Job) -> None:
         """Wait for the job's prerequisites and data, then queue it."""
-        failure = None
-        for prereq_id in job.prereq_jobs:
-            prereq = await self._wait_ended(prereq_id)
-            if job.prereq_success:
-                if prereq is None:
-                    failure = f"prerequisite job {prereq_id} was purged"
-                elif prereq.phase is not ExecutionPhase.COMPLETED:
-                    failure = f"prerequisite job {prereq_id} ended {prereq.phase}"
-                if failure is not None:
-                    break
-        if failure is None and job.wait_for:
-            try:
+        try:
+            failure = await self._check_prerequisites(job)
+            if failure is None and job.wait_for:
                 await triggers.wait_for_paths(
                     job.wait_for, job.wait_timeout, log=self.log
                 )
-            except TimeoutError:
-                failure = f"timed out waiting for data: {', '.join(job.wait_for)}"
+        except TimeoutError:
+            failure = f"timed out waiting for data: {', '.join(job.wait_for)}"
+        except Exception as e:
+            self.log.exception(f"job_id={job.job_id} failed while held")
+            failure = f"OCPS error while waiting: {e!r}"
         async with self._lock(job.job_id):
             self._hold_tasks.pop(job.job_id, None)
             if job.phase is not ExecutionPhase.HELD:
@@ -646,6 +640,26 @@ class JobManager:
             await self._announce(job)
             self._queue[job.job_id] = None
             self._schedule()
+
+    async def _check_prerequisites(self, job: Job) -> str | None:
+        """Wait for every prerequisite to end; return why the job must not
+        run, or None.
+
+        A prerequisite that no longer exists (purged or deleted) counts as
+        ended; with ``prereq_success`` it counts as failed, because its
+        outcome can no longer be checked.
+        """
+        for prereq_id in job.prereq_jobs:
+            prereq = await self._wait_ended(prereq_id)
+            if not job.prereq_success:
+                continue
+            if prereq is None:
+                return (
+                    f"prerequisite job {prereq_id} was purged before it was seen to end"
+                )
+            if prereq.phase is not ExecutionPhase.COMPLETED:
+                return f"prerequisite job {prereq_id} ended {prereq.phase}"
+        return None
 
     async def _wait_ended(self, job_id: str) -> Job | None:
         """Wait for a job to end; None if it does not exist (purged)."""

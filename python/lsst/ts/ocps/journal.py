@@ -442,8 +442,11 @@ class Journal:
             self._db.executemany(sql, rows)
         except sqlite3.IntegrityError as e:
             self._db.execute("ROLLBACK")
-            ids = ", ".join(repr(job.job_id) for job in jobs[:3])
-            raise JobStateError(f"a job with the id {ids} exists already") from e
+            if len(jobs) == 1:
+                message = f"job_id={jobs[0].job_id!r} exists already"
+            else:
+                message = f"one of the {len(jobs)} job ids exists already"
+            raise JobStateError(message) from e
         except BaseException:
             self._db.execute("ROLLBACK")
             raise

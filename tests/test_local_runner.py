@@ -1,0 +1,194 @@
+"""Tests of LocalRunner and its supervisor with real processes."""
+
+import asyncio
+import json
+import os
+import pathlib
+import signal
+import sys
+
+import pytest
+from lsst.ts.ocps.runners.base import LaunchSpec, RunStatus
+from lsst.ts.ocps.runners.local import LocalRunner
+from support.jobs import STD_TIMEOUT
+
+# Starts a grandchild in the background, tells its pid through a FIFO,
+# then sleeps.
+FAMILY_CODE = """
+import os, subprocess, sys, time
+child = subprocess.Popen(["sleep", "300"])
+with open(sys.argv[2], "w") as stream:
+    stream.write(str(child.pid))
+time.sleep(float(sys.argv[1]))
+"""
+
+
+def make_spec(
+    tmp_path: pathlib.Path,
+    argv: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    log_limit: int = 0,
+    time_limit: float = 0,
+) -> LaunchSpec:
+    work_dir = tmp_path / "work"
+    work_dir.mkdir(exist_ok=True)
+    return LaunchSpec(
+        job_id="job1",
+        argv=argv,
+        env={"PATH": os.environ["PATH"]} if env is None else env,
+        work_dir=work_dir,
+        stdout_path=work_dir / "out.log",
+        stderr_path=work_dir / "err.log",
+        log_limit=log_limit,
+        time_limit=time_limit,
+    )
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = (
+            pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        )
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def make_fifo(tmp_path: pathlib.Path, name: str) -> pathlib.Path:
+    path = tmp_path / name
+    os.mkfifo(path)
+    return path
+
+
+async def read_fifo(path: pathlib.Path) -> str:
+    """Read what a job writes into a FIFO (blocks until it does)."""
+    loop = asyncio.get_running_loop()
+    return await asyncio.wait_for(
+        loop.run_in_executor(None, path.read_text), STD_TIMEOUT
+    )
+
+
+async def test_exit_code_env_cwd_and_logs(tmp_path: pathlib.Path) -> None:
+    runner = LocalRunner(kill_grace=1)
+    code = (
+        "import json, os, sys; print('out'); print('err', file=sys.stderr); "
+        "json.dump({'env': dict(os.environ), 'cwd': os.getcwd()}, open('seen.json', 'w')); "
+        "sys.exit(5)"
+    )
+    env = {"PATH": os.environ["PATH"], "ONLY_THIS": "yes; $(not run)"}
+    spec = make_spec(tmp_path, [sys.executable, "-c", code], env=env)
+    state = await runner.launch(spec)
+    await runner.wait_started("job1", state)
+    outcome = await asyncio.wait_for(runner.wait_finished("job1", state), STD_TIMEOUT)
+    assert outcome.status == RunStatus.EXITED
+    assert outcome.exit_code == 5
+    seen = json.loads((spec.work_dir / "seen.json").read_text())
+    assert seen["cwd"] == str(spec.work_dir)
+    # Exactly the given environment (Python itself may add LC_CTYPE).
+    assert set(seen["env"]) - {"LC_CTYPE"} == {"PATH", "ONLY_THIS"}
+    assert seen["env"]["ONLY_THIS"] == "yes; $(not run)"
+    assert spec.stdout_path.read_text() == "out\n"
+    assert spec.stderr_path.read_text() == "err\n"
+    assert not alive(state["pid"])
+
+
+async def test_log_limit_keeps_head(tmp_path: pathlib.Path) -> None:
+    runner = LocalRunner()
+    code = "import sys; sys.stdout.write('a' * 100000); sys.stderr.write('short')"
+    spec = make_spec(tmp_path, [sys.executable, "-c", code], log_limit=64)
+    state = await runner.launch(spec)
+    outcome = await asyncio.wait_for(runner.wait_finished("job1", state), STD_TIMEOUT)
+    assert outcome.exit_code == 0
+    out = spec.stdout_path.read_bytes()
+    assert out.startswith(b"a" * 64 + b"\n[ocps:")
+    assert out.endswith(b"99936 more bytes dropped]\n")
+    assert spec.stderr_path.read_bytes() == b"short"
+
+
+async def test_terminate_stops_the_whole_group(tmp_path: pathlib.Path) -> None:
+    runner = LocalRunner(kill_grace=1)
+    fifo = make_fifo(tmp_path, "pid")
+    spec = make_spec(tmp_path, [sys.executable, "-c", FAMILY_CODE, "300", str(fifo)])
+    state = await runner.launch(spec)
+    grandchild = int(await read_fifo(fifo))
+    assert alive(grandchild)
+    await runner.terminate("job1", state)
+    outcome = await asyncio.wait_for(runner.wait_finished("job1", state), STD_TIMEOUT)
+    assert outcome.status == RunStatus.CANCELLED
+    assert outcome.exit_code == -signal.SIGTERM
+    assert not alive(grandchild)
+
+
+async def test_leftover_background_process_is_killed(tmp_path: pathlib.Path) -> None:
+    runner = LocalRunner()
+    fifo = make_fifo(tmp_path, "pid")
+    spec = make_spec(tmp_path, [sys.executable, "-c", FAMILY_CODE, "0", str(fifo)])
+    state = await runner.launch(spec)
+    grandchild = int(await read_fifo(fifo))
+    outcome = await asyncio.wait_for(runner.wait_finished("job1", state), STD_TIMEOUT)
+    assert outcome.status == RunStatus.EXITED and outcome.exit_code == 0
+    assert not alive(grandchild)
+
+
+async def test_time_limit(tmp_path: pathlib.Path) -> None:
+    runner = LocalRunner(kill_grace=1)
+    spec = make_spec(tmp_path, ["sleep", "300"], time_limit=0.2)
+    state = await runner.launch(spec)
+    outcome = await asyncio.wait_for(runner.wait_finished("job1", state), STD_TIMEOUT)
+    assert outcome.status == RunStatus.TIMEOUT
+    assert outcome.exit_code == -signal.SIGTERM
+
+
+async def test_reattach_from_a_new_runner(tmp_path: pathlib.Path) -> None:
+    # The job says it runs, then waits on a FIFO so the test decides when
+    # it ends.
+    ready = make_fifo(tmp_path, "ready")
+    go = make_fifo(tmp_path, "go")
+    code = (
+        f"import sys; open({str(ready)!r}, 'w').write('ready'); "
+        f"open({str(go)!r}).read(); sys.exit(7)"
+    )
+    first = LocalRunner()
+    spec = make_spec(tmp_path, [sys.executable, "-c", code])
+    state = json.loads(json.dumps(await first.launch(spec)))
+    assert await read_fifo(ready) == "ready"
+
+    # A runner that knows only the journaled state re-adopts the job.
+    second = LocalRunner()
+    assert await second.reattach("job1", state)
+    waiter = asyncio.create_task(second.wait_finished("job1", state))
+    await asyncio.sleep(0.1)
+    assert not waiter.done()
+    go.write_text("go")
+    outcome = await asyncio.wait_for(waiter, STD_TIMEOUT)
+    assert outcome.status == RunStatus.EXITED
+    assert outcome.exit_code == 7
+    # Once ended, the exit file still answers.
+    assert await LocalRunner().reattach("job1", state)
+
+
+async def test_lost_job(tmp_path: pathlib.Path) -> None:
+    runner = LocalRunner()
+    spec = make_spec(tmp_path, ["true"])
+    state = await runner.launch(spec)
+    await asyncio.wait_for(runner.wait_finished("job1", state), STD_TIMEOUT)
+    pathlib.Path(state["exit_file"]).unlink()
+    assert not await runner.reattach("job1", state)
+    outcome = await runner.wait_finished("job1", state)
+    assert outcome.status == RunStatus.LOST
+    assert "lost during a restart" in outcome.message
+
+    # A live process that is not our supervisor (start time differs).
+    impostor = dict(state, pid=os.getpid())
+    assert not await runner.reattach("job1", impostor)
+
+
+async def test_command_not_found(tmp_path: pathlib.Path) -> None:
+    runner = LocalRunner()
+    with pytest.raises(OSError, match="command not found"):
+        await runner.launch(make_spec(tmp_path, ["no-such-command-ocps"]))
+    with pytest.raises(OSError, match="command not found"):
+        await runner.launch(make_spec(tmp_path, ["/nonexistent/cmd"]))
+    with pytest.raises(OSError, match="empty command"):
+        await runner.launch(make_spec(tmp_path, []))
