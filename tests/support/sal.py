@@ -27,6 +27,8 @@ __all__ = [
     "CONFIGS_DIR",
     "STD_TIMEOUT",
     "make_harness",
+    "next_log_message",
+    "sal_any_env",
     "sal_env",
 ]
 
@@ -56,6 +58,25 @@ def sal_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     yield set_test_environment()
 
 
+@pytest.fixture(params=["inprocess", "kafka"])
+def sal_any_env(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """Run a test once per transport: ``inprocess``, then ``kafka``.
+
+    The Kafka case uses the session tansu broker and registry stand-in
+    (`kafka_env` from ``support.kafka``); both set ``LSST_SITE=test``.
+    """
+    monkeypatch.setenv("LSST_SITE", "test")
+    if request.param == "kafka":
+        request.getfixturevalue("kafka_env")
+    else:
+        monkeypatch.delenv("LSST_KAFKA_BROKER_ADDR", raising=False)
+        monkeypatch.setenv("LSST_TOPIC_SUBNAME", "unset")
+        set_test_environment()
+    yield str(request.param)
+
+
 @contextlib.asynccontextmanager
 async def make_harness(
     initial_state: State | None = None,
@@ -78,3 +99,15 @@ async def make_harness(
         **kwargs,
     ) as harness:
         yield harness
+
+
+async def next_log_message(
+    harness: CscHarness, level: int, timeout: float = STD_TIMEOUT
+) -> Any:
+    """The next fresh ``logMessage`` at ``level``, skipping other levels."""
+    while True:
+        data = await harness.assert_next_sample(
+            harness.remote.evt_logMessage, timeout=timeout
+        )
+        if data.level == level:
+            return data

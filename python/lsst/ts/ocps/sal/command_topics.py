@@ -79,6 +79,11 @@ class ControllerCommand(ReadTopic):
         self.cmdtype = salinfo.cmdtype(topic_info.sal_name)
         self.allow_multiple_callbacks = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._callback_task = asyncio.create_task(self._callback_loop())
+
+    def _uses_callback(self) -> bool:
+        # Every command is acked, even with no handler (it then fails).
+        return True
 
     async def ack(
         self,

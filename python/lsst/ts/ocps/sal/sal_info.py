@@ -172,6 +172,7 @@ class SalInfo:
         self._write_lock = asyncio.Lock()
         self._sorted_names = sorted(self.component.topics)
         self._started = False
+        self._closing = False
         self._closed = False
         self.start_task: asyncio.Future[None] = asyncio.Future()
         domain.add_salinfo(self)
@@ -227,7 +228,7 @@ class SalInfo:
         Records older than the start are not delivered, except history of
         event topics whose reader has ``max_history > 0``.
         """
-        if self._started or self._closed:
+        if self._started or self._closing:
             raise RuntimeError("Already started or closed")
         try:
             await self.transport.start(
@@ -309,7 +310,7 @@ class SalInfo:
 
     def _on_record(self, topic: TopicInfo, data: Any, is_history: bool) -> None:
         """Check one record read and hand it to its reader."""
-        if self._closed:
+        if self._closing:
             return
         reader = self._readers.get(topic.sal_name)
         if reader is None:
@@ -349,14 +350,19 @@ class SalInfo:
             self.log.exception("Reader of %s failed on a record", topic.sal_name)
 
     async def close(self) -> None:
-        """Stop the transport and close every reader; safe to call twice."""
-        if self._closed:
+        """Close every reader, then the transport; safe to call twice.
+
+        Readers close first, so command handlers they cancel can still
+        write their ``CMD_ABORTED`` ack.
+        """
+        if self._closing:
             return
-        self._closed = True
+        self._closing = True
         if not self.start_task.done():
             self.start_task.cancel()
         for reader in list(self._readers.values()):
             await reader.close()
+        self._closed = True
         try:
             await self.transport.close()
         finally:

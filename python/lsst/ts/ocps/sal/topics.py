@@ -217,7 +217,7 @@ class ReadTopic:
         """Take one checked record from the `SalInfo`."""
         sample = Sample(**data)
         self._current = sample
-        if self._callback is not None:
+        if self._uses_callback():
             if len(self._callback_queue) == self._callback_queue.maxlen:
                 self.log.warning("Callback queue full; dropping the oldest sample")
             self._callback_queue.append(sample)
@@ -230,6 +230,10 @@ class ReadTopic:
             if not waiter.done():
                 waiter.set_result(None)
         self._waiters = []
+
+    def _uses_callback(self) -> bool:
+        """Do samples go to the callback loop rather than the queue?"""
+        return self._callback is not None
 
     async def _callback_loop(self) -> None:
         while True:
