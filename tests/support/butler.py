@@ -68,7 +68,7 @@ def input_array(detector: int) -> list[int]:
 
 
 def _run(argv: list[str]) -> str:
-    """Run a command of the pipelines environment; fail the test if it fails."""
+    """Run a pipelines command; fail the test if it fails."""
     process = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     if process.returncode != 0:
         pytest.fail(f"{argv[:3]} exited {process.returncode}: {process.stderr[-2000:]}")
