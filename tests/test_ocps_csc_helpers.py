@@ -346,3 +346,17 @@ async def test_simulator() -> None:
     assert outcome.report.result["abort_time"] > 0
     with pytest.raises(JobStateError):
         slow.abort(job_id)
+
+
+def test_job_report_limits_size() -> None:
+    job = make_job(ExecutionPhase.COMPLETED, 0)
+    job.results = [
+        JobResult(id=f"r{i}", uri=f"file:///data/{'x' * 50}/{i}") for i in range(1000)
+    ]
+    report = make_job_report(job, max_chars=10_000)
+    assert len(report.result_text) <= 10_000
+    kept = len(report.result["results"])
+    assert 0 < kept < 1000
+    assert report.result["resultsOmitted"] == 1000 - kept
+    assert report.result["results"][0]["id"] == "r0"
+    assert "resultsOmitted" not in make_job_report(job).result

@@ -46,6 +46,13 @@ ABORTED_EXIT_CODE = 255
 FAILED_EXIT_CODE = 1
 """``job_result.exit_code`` of a failed job with no usable exit code."""
 
+MAX_RESULT_CHARS = 200_000
+"""Longest ``job_result.result`` text; longer ones lose results.
+
+A Kafka record is limited to 1 MB by default; the full list of results
+of a big job stays available from the REST API.
+"""
+
 
 @dataclasses.dataclass(frozen=True)
 class JobReport:
@@ -104,6 +111,7 @@ def make_job_report(
     command: list[str] | None = None,
     environment: Mapping[str, str] | None = None,
     butler: str | None = None,
+    max_chars: int = MAX_RESULT_CHARS,
 ) -> JobReport:
     """Build the ``job_result`` of a terminal job.
 
@@ -118,6 +126,9 @@ def make_job_report(
     butler : `str` or `None`
         Butler repository of the job; added as ``BUTLER_REPO`` unless the
         environment already has it.
+    max_chars : `int`
+        Longest JSON text of ``result``: beyond it only the first results
+        are kept and ``resultsOmitted`` says how many were left out.
 
     Returns
     -------
@@ -149,6 +160,13 @@ def make_job_report(
         {"name": name, "value": value} for name, value in env.items()
     ]
     result["parameters"] = parameters
+
+    results = result["results"]
+    keep = len(results)
+    while keep > 0 and len(json.dumps(result)) > max_chars:
+        keep //= 2
+        result["results"] = results[:keep]
+        result["resultsOmitted"] = len(results) - keep
     return JobReport(job_id=job.job_id, exit_code=exit_code_for(job), result=result)
 
 

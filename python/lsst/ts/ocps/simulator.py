@@ -103,6 +103,9 @@ class SimulatedJobs:
         self.clock = clock
         self._jobs: dict[str, _SimulatedJob] = {}
 
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._jobs
+
     def submit(self, pipeline: str) -> str:
         """Accept a simulated job.
 

@@ -1,0 +1,749 @@
+# This file is part of ts_ocps.
+#
+# Developed for the Vera C. Rubin Observatory Telescope and Site Systems.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+"""The OCPS CSC: SAL ``execute``/``abort_job`` driving the job manager.
+
+One process holds the CSC, its embedded `JobManager` and the REST job API,
+all in one event loop.
+
+Commands
+--------
+``execute`` (ENABLED only, many at once) maps its fields to a job of the
+instance's job type (see `execute_request`), submits it, and acks
+``CMD_INPROGRESS`` with ``{"job_id": "<id>"}`` as its FIRST ack, with a
+timeout covering the job's execution-duration limit (and again, with the
+same result, when the job starts executing). It publishes ``job_id``
+(``event_name="cmd_execute"``, ``seq_num`` = the command's seqNum), waits
+for the job's terminal phase without polling, publishes ``job_result`` and
+then acks ``CMD_COMPLETE`` -- also when the job failed or was aborted:
+the job reached a terminal phase and ``job_result.exit_code`` says how.
+Only a rejected request (bad fields, unknown job type or prerequisite, a
+job manager that is not running) fails the command, and then no job
+exists. Prerequisites go to the job manager (the job is HELD there); they
+are not waited on before the first ack.
+
+``abort_job`` aborts a job by id (also one submitted over REST); its
+``job_result`` (exit code 255, ``phase: "aborted"``) is published before
+``abort_job`` completes, and the owning ``execute`` then completes. An
+unknown id, or a job that already ended, fails the command.
+
+Reporting
+---------
+Every job of the manager -- submitted by ``execute`` or over REST -- gets
+exactly one ``job_result``: a manager listener publishes it when the job
+reaches a terminal phase, then marks the job reported in the journal. A
+job that ended while the CSC was down, or whose result could not be
+published, is published when the job manager starts again. Publishing
+needs the SAL layer, not the ENABLED state: results go out in every
+summary state. If the process dies between the write and the journal
+update (a window of a few milliseconds) the result is published again
+after the restart. REST-submitted jobs also get a ``job_id`` event with
+``event_name="rest"`` and ``seq_num=0``.
+
+Summary states
+--------------
+The job manager and the REST API live for the whole process: they start
+with the CSC from the base configuration (``_init.yaml`` and the site
+file), so that journaled jobs are re-adopted and reported at once, and
+the ``start`` command re-applies them (a change of the manager settings
+is refused while jobs are active). Leaving ENABLED (disable, standby,
+FAULT) stops nothing: queued and running jobs go on, pending ``execute``
+commands get their final ack when their job ends, and REST keeps working;
+only new ``execute``/``abort_job`` commands are refused. ``exitControl``,
+SIGTERM and SIGINT close the process: pending ``execute`` commands are
+acked ``CMD_ABORTED``, running jobs keep running under their supervisors,
+and the next start on the same state dir re-adopts them and publishes
+every missing ``job_result``.
+
+Index 101 (RA) runs no jobs: ``execute`` LPUSHes the JSON object in
+``config`` to Redis and completes; ``abort_job`` fails.
+
+Simulation mode 1 follows dm_OCPS (`simulator.SimulatedJobs`): pipelines
+``true.yaml``, ``false.yaml`` and ``fault.yaml``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ErrorCode", "OcpsCsc", "SalIndex", "run_ocps"]
+
+import asyncio
+import datetime
+import enum
+import json
+import os
+import pathlib
+import types
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from . import __version__, sal
+from .config_schema import CONFIG_SCHEMA
+from .csc_config import (
+    DEFAULT_CONFIG_DIR,
+    CscSettings,
+    ManagerSettings,
+    RestSettings,
+    SalIndex,
+)
+from .exceptions import JobNotFoundError, JobStateError, OcpsError, ParameterError
+from .execute_request import ExecuteRequest, build_parameters
+from .job_manager import JobManager, ManagerConfig
+from .job_report import JobReport, describe_job
+from .job_types import JobTypeRegistry
+from .models import ACTIVE_PHASES, ExecutionPhase, Job
+from .rapid_analysis import RapidAnalysisBackend, RedisSettings
+from .rest_api import create_app, start_server
+from .simulator import SimulatedJobs
+
+ACK_TIMEOUT_MARGIN = 60.0
+"""Seconds added to a job's time limit for the in-progress ack timeout."""
+
+UNLIMITED_ACK_TIMEOUT = 86400.0
+"""In-progress ack timeout (s) of a job without an execution limit."""
+
+MIN_FINAL_ACK_DELAY = 0.05
+"""Seconds between the in-progress ack and the final ack, at least.
+
+A salobj Remote forgets a command once its final ack is read, so a
+client that calls ``next_ackcmd`` after ``set_start(wait_done=False)``
+needs the final ack not to overtake it.
+"""
+
+REPORT_RETRY_MAX = 60.0
+"""Longest pause (s) between attempts to publish a ``job_result``."""
+
+REST_EVENT_NAME = "rest"
+"""``job_id.event_name`` of jobs submitted over the REST API."""
+
+
+class ErrorCode(enum.IntEnum):
+    """``errorCode`` values of the OCPS CSC (as dm_OCPS numbers them)."""
+
+    EXECUTION_SERVICE = 1
+    """The execution service cannot be reached."""
+
+    PIPELINE_FAILURE = 2
+    """A pipeline failed synchronously (the simulated ``fault.yaml``)."""
+
+
+class OcpsCsc(sal.ConfigurableCsc):
+    """The OCS-Controlled Pipeline System CSC.
+
+    Parameters
+    ----------
+    index : `int`
+        SAL index, one of `SalIndex`.
+    config_dir : `str`, `pathlib.Path` or `None`, optional
+        Configuration directory; `None` means the one shipped with
+        ts_ocps (`csc_config.DEFAULT_CONFIG_DIR`).
+    initial_state : `sal.State` or `None`, optional
+        State to reach at start-up.
+    override : `str`, optional
+        Configuration override for an initial DISABLED/ENABLED state.
+    simulation_mode : `int`, optional
+        0 for real jobs, 1 for dm_OCPS-style simulated jobs.
+    **kwargs : `typing.Any`
+        Passed to `sal.ConfigurableCsc`.
+
+    Raises
+    ------
+    ValueError
+        Raised if ``index`` is not a `SalIndex`.
+
+    Notes
+    -----
+    See the module documentation for commands, reporting and summary
+    states.
+    """
+
+    valid_simulation_modes = (0, 1)
+    version = __version__
+    enable_cmdline_state = True
+
+    def __init__(
+        self,
+        index: int,
+        config_dir: str | pathlib.Path | None = None,
+        initial_state: sal.State | int | None = None,
+        override: str = "",
+        simulation_mode: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        self.sal_index = SalIndex(index)
+        self.settings: CscSettings | None = None
+        self.manager: JobManager | None = None
+        self.rapid_analysis: RapidAnalysisBackend | None = None
+        self.simulator = SimulatedJobs(duration=10.0)
+        self.rest_port: int | None = None
+        self._manager_settings: ManagerSettings | None = None
+        self._manager_started: datetime.datetime | None = None
+        self._rest_settings: RestSettings | None = None
+        self._rest_runner: web.AppRunner | None = None
+        self._backend_lock = asyncio.Lock()
+
+        # Jobs submitted by execute (they get no "rest" job_id event), the
+        # execute command of each once its first ack is out, and REST
+        # jobs already announced.
+        self._sal_job_ids: set[str] = set()
+        self._execute_commands: dict[str, sal.Sample] = {}
+        self._announced: set[str] = set()
+        # job_result publication: running tasks and futures that execute
+        # and abort_job await.
+        self._report_tasks: dict[str, asyncio.Task[None]] = {}
+        self._report_waiters: dict[str, asyncio.Future[None]] = {}
+        self._execute_tasks: set[asyncio.Task[Any]] = set()
+
+        super().__init__(
+            "OCPS",
+            index=int(index),
+            config_schema=CONFIG_SCHEMA,
+            config_dir=DEFAULT_CONFIG_DIR if config_dir is None else config_dir,
+            initial_state=initial_state,
+            override=override,
+            simulation_mode=simulation_mode,
+            **kwargs,
+        )
+        self.cmd_execute.allow_multiple_callbacks = True
+        self.cmd_abort_job.allow_multiple_callbacks = True
+
+    @staticmethod
+    def get_config_pkg() -> str:
+        return "dm_config_ocps"
+
+    # Start-up and configuration
+
+    async def start(self) -> None:
+        broker = os.environ.get("LSST_KAFKA_BROKER_ADDR", "")
+        if broker:
+            self.log.info(f"SAL transport: Kafka, broker {broker}")
+        else:
+            self.log.info(
+                "SAL transport: in-process (LSST_KAFKA_BROKER_ADDR is not set); "
+                "only this process and the REST API can reach the CSC"
+            )
+        await super().start()
+
+    async def handle_startup_reported(self) -> None:
+        await super().handle_startup_reported()
+        if self.sal_index == SalIndex.RA:
+            return
+        try:
+            loaded = await sal.load_config(
+                config_dir=self.config_dir,
+                override="",
+                site=self.site,
+                schema=self.config_schema,
+            )
+            settings = self._read_settings(loaded.config)
+            await self._apply_settings(settings, rest_required=False)
+        except Exception as e:
+            self.log.warning(f"Job manager not started until the start command: {e}")
+
+    async def configure(self, config: types.SimpleNamespace) -> None:
+        """Apply a configuration validated against `CONFIG_SCHEMA`.
+
+        Raises
+        ------
+        sal.ExpectedError
+            Raised if the configuration has no usable entry for this index,
+            its job types do not load, its instance's job type is missing,
+            the manager settings change while jobs are active, the REST API
+            cannot listen, or (index 101) Redis cannot be reached.
+        """
+        settings = self._read_settings(config)
+        if self.sal_index == SalIndex.RA:
+            await self._configure_rapid_analysis()
+        else:
+            instance = settings.instance
+            assert instance is not None
+            if instance.unused_keys:
+                self.log.info(
+                    f"instances entry for sal_index={int(self.sal_index)}: "
+                    f"{', '.join(instance.unused_keys)} unused (only the UWS "
+                    "backend of OCPS v4 used them)"
+                )
+            await self._apply_settings(settings, rest_required=True)
+        self.simulator.duration = settings.simulation_duration
+        self.settings = settings
+
+    def _read_settings(self, config: Any) -> CscSettings:
+        try:
+            return CscSettings.from_config(config, int(self.sal_index), self.config_dir)
+        except ValueError as e:
+            raise sal.ExpectedError(str(e)) from e
+
+    async def _configure_rapid_analysis(self) -> None:
+        """(Re)connect to the rapid-analysis Redis server."""
+        try:
+            settings = RedisSettings.from_environment()
+        except RuntimeError as e:
+            raise sal.ExpectedError(str(e)) from e
+        backend = RapidAnalysisBackend(settings, self.log)
+        try:
+            await backend.ping()
+        except ConnectionError as e:
+            await backend.close()
+            raise sal.ExpectedError(str(e)) from e
+        if self.rapid_analysis is not None:
+            await self.rapid_analysis.close()
+        self.rapid_analysis = backend
+        self.log.info(f"Rapid analysis: Redis at {settings.host}:{settings.port}")
+
+    async def _apply_settings(self, settings: CscSettings, rest_required: bool) -> None:
+        """Make the job manager and the REST API match the settings.
+
+        Parameters
+        ----------
+        settings : `CscSettings`
+            The settings (with an instance entry).
+        rest_required : `bool`
+            If True a REST API that cannot listen is an error; else it is
+            logged.
+        """
+        instance = settings.instance
+        assert instance is not None
+        async with self._backend_lock:
+            replace = self.manager is None or self._manager_settings != settings.manager
+            if replace:
+                job_types = _load_job_types(settings.manager.job_types_dir)
+            else:
+                assert self.manager is not None
+                job_types = self.manager.job_types
+            if instance.job_type not in job_types:
+                raise sal.ExpectedError(
+                    f"job type {instance.job_type!r} of sal_index="
+                    f"{instance.sal_index} is not in "
+                    f"{str(settings.manager.job_types_dir)!r}; loaded: "
+                    f"{', '.join(sorted(job_types)) or 'none'}"
+                )
+            if instance.environment:
+                job_type = job_types[instance.job_type]
+                if "environment" not in job_type.parameters_schema.get(
+                    "properties", {}
+                ):
+                    self.log.warning(
+                        f"environment of sal_index={instance.sal_index} ignored: "
+                        f"job type {job_type.name!r} has no 'environment' parameter"
+                    )
+
+            if replace:
+                if self.manager is not None:
+                    active = await self.manager.list_jobs(phases=ACTIVE_PHASES, limit=1)
+                    if active:
+                        raise sal.ExpectedError(
+                            "cannot change the job manager settings (state_dir, "
+                            "job_types_dir, max_concurrent, retention, log_limit) "
+                            "while jobs are queued or running; wait for them or "
+                            "abort them"
+                        )
+                    await self._stop_rest()
+                    await self._close_manager()
+                await self._start_manager(settings.manager, job_types)
+
+            if replace or self._rest_settings != settings.rest:
+                await self._stop_rest()
+                self._rest_settings = settings.rest
+                if settings.rest.enabled:
+                    try:
+                        await self._start_rest(settings.rest)
+                    except OSError as e:
+                        message = (
+                            f"REST job API cannot listen on {settings.rest.host}:"
+                            f"{settings.rest.port}: {e}"
+                        )
+                        self._rest_settings = None
+                        if rest_required:
+                            raise sal.ExpectedError(message) from e
+                        self.log.warning(message)
+                else:
+                    self.log.info("REST job API disabled (rest_port=-1)")
+
+    async def _start_manager(
+        self, settings: ManagerSettings, job_types: JobTypeRegistry
+    ) -> None:
+        """Start a job manager, then publish what it has not reported."""
+        config = ManagerConfig(
+            state_dir=settings.state_dir,
+            max_concurrent=settings.max_concurrent,
+            retention=settings.retention,
+            log_limit=settings.log_limit,
+        )
+        manager = JobManager(config, job_types, log=self.log)
+        manager.add_listener(self._on_job_change)
+        self._manager_started = datetime.datetime.now(datetime.UTC)
+        try:
+            await manager.start()
+        except Exception as e:
+            manager.remove_listener(self._on_job_change)
+            await manager.close()
+            raise sal.ExpectedError(
+                f"job manager cannot start on {str(settings.state_dir)!r}: {e}"
+            ) from e
+        self.manager = manager
+        self._manager_settings = settings
+        self.log.info(
+            f"Job manager started: state_dir={str(settings.state_dir)!r}, "
+            f"job types {', '.join(sorted(job_types))}"
+        )
+        for job in await manager.unreported_jobs():
+            self._start_report(job, manager)
+
+    async def _close_manager(self) -> None:
+        manager, self.manager = self.manager, None
+        self._manager_settings = None
+        if manager is None:
+            return
+        manager.remove_listener(self._on_job_change)
+        await manager.close()
+
+    async def _start_rest(self, settings: RestSettings) -> None:
+        assert self.manager is not None
+        app = create_app(self.manager, token=settings.token)
+        self._rest_runner, self.rest_port = await start_server(
+            app, host=settings.host, port=settings.port
+        )
+        self.log.info(
+            f"REST job API listening on http://{settings.host}:{self.rest_port}/api/v1"
+        )
+
+    async def _stop_rest(self) -> None:
+        runner, self._rest_runner = self._rest_runner, None
+        self.rest_port = None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def close_tasks(self) -> None:
+        # Pending commands first, while SAL can still send their acks.
+        tasks = list(self._execute_tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+        # Unpublished results stay unreported in the journal and are
+        # published at the next start.
+        reports = list(self._report_tasks.values())
+        for task in reports:
+            task.cancel()
+        await asyncio.gather(*reports, return_exceptions=True)
+
+        await self._stop_rest()
+        await self._close_manager()
+        if self.rapid_analysis is not None:
+            await self.rapid_analysis.close()
+            self.rapid_analysis = None
+        await super().close_tasks()
+
+    # Reporting
+
+    async def _on_job_change(self, job: Job) -> None:
+        """Job manager listener: announce REST jobs, report ended jobs."""
+        if job.is_terminal:
+            self._execute_commands.pop(job.job_id, None)
+            self._sal_job_ids.discard(job.job_id)
+            self._announced.discard(job.job_id)
+            if self.manager is not None:
+                self._start_report(job, self.manager)
+            return
+
+        if job.phase == ExecutionPhase.EXECUTING:
+            data = self._execute_commands.get(job.job_id)
+            if data is not None:
+                await self.cmd_execute.ack_in_progress(
+                    data, timeout=_ack_timeout(job), result=_ack_result(job.job_id)
+                )
+            return
+
+        is_new = (
+            job.start_time is None
+            and self._manager_started is not None
+            and job.creation_time >= self._manager_started
+        )
+        if (
+            is_new
+            and job.job_id not in self._sal_job_ids
+            and job.job_id not in self._announced
+        ):
+            self._announced.add(job.job_id)
+            await self.evt_job_id.set_write(
+                event_name=REST_EVENT_NAME,
+                seq_num=0,
+                job_id=job.job_id,
+                force_output=True,
+            )
+
+    def _start_report(self, job: Job, manager: JobManager) -> None:
+        """Publish a terminal job's result unless that is under way."""
+        if job.job_id not in self._report_tasks:
+            self._report_tasks[job.job_id] = asyncio.create_task(
+                self._report(job, manager)
+            )
+
+    async def _report(self, job: Job, manager: JobManager) -> None:
+        """Publish ``job_result`` (retrying), then mark the job reported."""
+        try:
+            report = describe_job(job, manager.job_types, self.log)
+            await self._publish_result(report)
+            try:
+                await manager.mark_reported(job.job_id)
+            except JobNotFoundError:
+                pass
+        finally:
+            self._report_tasks.pop(job.job_id, None)
+        self._resolve_waiter(job.job_id)
+
+    async def _publish_result(self, report: JobReport) -> None:
+        """Write ``job_result``, retrying with back-off until it works."""
+        delay = 0.5
+        while True:
+            try:
+                await self.evt_job_result.set_write(
+                    job_id=report.job_id,
+                    exit_code=report.exit_code,
+                    result=report.result_text,
+                    force_output=True,
+                )
+                break
+            except Exception as e:
+                self.log.warning(
+                    f"job_id={report.job_id} finished; job_result not published "
+                    f"({e!r}), retrying in {delay:.1f}s"
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, REPORT_RETRY_MAX)
+        verb = {0: "finished", 255: "aborted"}.get(report.exit_code, "failed")
+        phase = report.result.get("phase", "")
+        self.log.info(
+            f"job_id={report.job_id} {verb} phase={phase} "
+            f"exit_code={report.exit_code}; job_result published"
+        )
+
+    def _add_waiter(self, job_id: str) -> tuple[asyncio.Future[None], bool]:
+        """The future resolved once ``job_id``'s result is published.
+
+        Returns
+        -------
+        future : `asyncio.Future`
+            The future.
+        created : `bool`
+            True if this call made it (the caller then removes it if the
+            job turns out not to exist).
+        """
+        waiter = self._report_waiters.get(job_id)
+        if waiter is not None:
+            return waiter, False
+        waiter = asyncio.get_running_loop().create_future()
+        self._report_waiters[job_id] = waiter
+        return waiter, True
+
+    def _resolve_waiter(self, job_id: str) -> None:
+        waiter = self._report_waiters.pop(job_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # Commands
+
+    async def do_execute(self, data: sal.Sample) -> None:
+        """Run a pipeline job (index 101: push work to Redis)."""
+        self.assert_enabled("execute")
+        task = asyncio.current_task()
+        assert task is not None
+        self._execute_tasks.add(task)
+        try:
+            if self.sal_index == SalIndex.RA:
+                await self._execute_rapid_analysis(data)
+            elif self.simulation_mode:
+                await self._execute_simulated(data)
+            else:
+                await self._execute_job(data)
+        finally:
+            self._execute_tasks.discard(task)
+
+    async def _execute_job(self, data: sal.Sample) -> None:
+        manager = self.manager
+        if manager is None or self.settings is None:
+            raise sal.ExpectedError("execute rejected: the job manager is not running")
+        instance = self.settings.instance
+        assert instance is not None
+
+        job_id = uuid.uuid4().hex
+        waiter, _ = self._add_waiter(job_id)
+        self._sal_job_ids.add(job_id)
+        try:
+            request = ExecuteRequest.from_command(data)
+            job_type = manager.job_types.get_type(instance.job_type)
+            schema = job_type.parameters_schema
+            parameters = build_parameters(
+                request,
+                instance,
+                schema.get("properties", {}),
+                job_type=job_type.name,
+                allows_extra=schema.get("additionalProperties", False) is not False,
+            )
+            job = await manager.submit(
+                job_type.name,
+                parameters,
+                run_id=str(data.private_seqNum),
+                owner_id=data.private_identity or None,
+                prereq_jobs=request.prereq_jobs,
+                job_id=job_id,
+            )
+        except (OcpsError, JobStateError) as e:
+            self._sal_job_ids.discard(job_id)
+            self._report_waiters.pop(job_id, None)
+            raise sal.ExpectedError(f"execute rejected: {e}") from e
+        except BaseException:
+            self._sal_job_ids.discard(job_id)
+            self._report_waiters.pop(job_id, None)
+            raise
+        self.log.info(
+            f"job_id={job_id} submitted by execute seq_num={data.private_seqNum} "
+            f"identity={data.private_identity!r} type={job.type} phase={job.phase}"
+        )
+
+        loop = asyncio.get_running_loop()
+        await self.cmd_execute.ack_in_progress(
+            data, timeout=_ack_timeout(job), result=_ack_result(job_id)
+        )
+        ack_time = loop.time()
+        self._execute_commands[job_id] = data
+        await self.evt_job_id.set_write(
+            event_name="cmd_execute",
+            seq_num=data.private_seqNum,
+            job_id=job_id,
+            force_output=True,
+        )
+        try:
+            await manager.wait_terminal(job_id)
+        except JobNotFoundError:
+            raise sal.ExpectedError(f"job {job_id} was purged before it ended")
+        await asyncio.shield(waiter)
+        remaining = MIN_FINAL_ACK_DELAY - (loop.time() - ack_time)
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+
+    async def _execute_simulated(self, data: sal.Sample) -> None:
+        try:
+            job_id = self.simulator.submit(data.pipeline.strip())
+        except ParameterError as e:
+            raise sal.ExpectedError(str(e)) from e
+        waiter, _ = self._add_waiter(job_id)
+        self.log.info(
+            f"job_id={job_id} submitted by execute seq_num={data.private_seqNum} "
+            "simulated"
+        )
+        loop = asyncio.get_running_loop()
+        await self.cmd_execute.ack_in_progress(
+            data,
+            timeout=self.simulator.duration + ACK_TIMEOUT_MARGIN,
+            result=_ack_result(job_id),
+        )
+        ack_time = loop.time()
+        await self.evt_job_id.set_write(
+            event_name="cmd_execute",
+            seq_num=data.private_seqNum,
+            job_id=job_id,
+            force_output=True,
+        )
+        try:
+            outcome = await self.simulator.wait(job_id)
+            await self._publish_result(outcome.report)
+        finally:
+            self._resolve_waiter(job_id)
+        if outcome.fault:
+            message = outcome.report.result["errorSummary"]["message"]
+            await self.fault(code=ErrorCode.PIPELINE_FAILURE, report=message)
+            raise sal.ExpectedError(message)
+        remaining = MIN_FINAL_ACK_DELAY - (loop.time() - ack_time)
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+
+    async def _execute_rapid_analysis(self, data: sal.Sample) -> None:
+        if self.rapid_analysis is None:
+            raise sal.ExpectedError("execute rejected: Redis is not configured")
+        try:
+            items = await self.rapid_analysis.push(data.config)
+        except ParameterError as e:
+            raise sal.ExpectedError(f"execute rejected: {e}") from e
+        except ConnectionError as e:
+            raise sal.ExpectedError(str(e)) from e
+        self.log.info(
+            f"execute seq_num={data.private_seqNum} pushed {len(items)} work "
+            f"item(s) to Redis: {', '.join(items)}"
+        )
+
+    async def do_abort_job(self, data: sal.Sample) -> None:
+        """Abort a job; its ``job_result`` is out when this completes."""
+        self.assert_enabled("abort_job")
+        job_id = data.job_id.strip()
+        if self.sal_index == SalIndex.RA:
+            raise sal.ExpectedError("abort_job: index 101 (RA) runs no jobs")
+        if not job_id:
+            raise sal.ExpectedError("abort_job: job_id is empty")
+
+        waiter, created = self._add_waiter(job_id)
+        try:
+            if job_id in self.simulator:
+                self.simulator.abort(job_id)
+            elif self.manager is None:
+                raise JobNotFoundError("the job manager is not running")
+            else:
+                await self.manager.abort(job_id)
+        except (JobNotFoundError, JobStateError) as e:
+            if created:
+                self._report_waiters.pop(job_id, None)
+            if isinstance(e, JobNotFoundError):
+                raise sal.ExpectedError(f"No such job id: {job_id!r}") from e
+            raise sal.ExpectedError(f"cannot abort job {job_id!r}: {e}") from e
+        self.log.info(f"job_id={job_id} aborted by abort_job")
+        await asyncio.shield(waiter)
+
+
+def _ack_timeout(job: Job) -> float:
+    """The in-progress ack timeout for a job: its limit plus a margin."""
+    if job.execution_duration > 0:
+        return job.execution_duration + ACK_TIMEOUT_MARGIN
+    return UNLIMITED_ACK_TIMEOUT
+
+
+def _ack_result(job_id: str) -> str:
+    """The ``result`` of an ``execute`` in-progress ack."""
+    return json.dumps({"job_id": job_id})
+
+
+def _load_job_types(directory: pathlib.Path) -> JobTypeRegistry:
+    """Load a job-type directory, turning problems into one error."""
+    try:
+        return JobTypeRegistry.from_directory(directory)
+    except OcpsError as e:
+        raise sal.ExpectedError(f"job types in {str(directory)!r}: {e}") from e
+
+
+def run_ocps() -> None:
+    """Run the OCPS CSC from the command line (``run_ocps INDEX ...``).
+
+    Without ``LSST_KAFKA_BROKER_ADDR`` the CSC runs on the in-process
+    transport; ``LSST_TOPIC_SUBNAME`` then defaults to ``sal``.
+    """
+    if not os.environ.get("LSST_KAFKA_BROKER_ADDR"):
+        os.environ.setdefault("LSST_TOPIC_SUBNAME", "sal")
+    asyncio.run(sal.amain(OcpsCsc, index=SalIndex))
