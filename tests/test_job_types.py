@@ -569,3 +569,37 @@ def test_to_schema_dict(shipped: JobTypeRegistry, good: JobTypeRegistry) -> None
     # The returned schema is a copy.
     render["parameters"]["properties"].clear()
     assert good["render"].parameters_schema["properties"]
+
+
+def test_defaults_through_refs_and_extensions(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "refs.yaml"
+    path.write_text(
+        "name: refs\ndescription: d\nversion: '1'\ncommand: [echo, '{n}']\n"
+        "parameters:\n  type: object\n"
+        "  $defs:\n    small: {type: integer, maximum: 5}\n"
+        "  properties:\n    n: {$ref: '#/$defs/small', default: 7, x-widget: slider}\n"
+    )
+    assert [(p.field, p.reason) for p in validate_directory(tmp_path)] == [
+        (
+            "$.parameters.properties.n.default",
+            "default 7 is invalid: 7 is greater than the maximum of 5",
+        )
+    ]
+    path.write_text(path.read_text().replace("default: 7", "default: 4"))
+    refs = load_job_type(path)
+    assert refs.render_argv(refs.validate_parameters({})) == ["echo", "4"]
+    with pytest.raises(ParameterError, match="^parameter 'n': 6 is greater"):
+        refs.validate_parameters({"n": 6})
+
+
+async def test_loads_from_any_working_directory(tmp_path: pathlib.Path) -> None:
+    # The schema is found next to the package, not in the current directory.
+    code = (
+        "import sys\n"
+        "from lsst.ts.ocps.job_types import JobTypeRegistry\n"
+        "print(','.join(JobTypeRegistry.from_directory(sys.argv[1])))\n"
+    )
+    stdout = await run([sys.executable, "-c", code, str(SHIPPED_DIR)], tmp_path, {})
+    assert {"echo", "exit_code", "prototype_ap", "sleep"} <= set(
+        stdout.strip().split(",")
+    )
