@@ -22,7 +22,8 @@ from support.sal import (  # noqa: F401
 GOOD = CONFIGS_DIR / "good"
 
 
-async def test_standard_state_transitions(sal_env: str) -> None:
+@pytest.mark.usefixtures("sal_any_env")
+async def test_standard_state_transitions() -> None:
     async with make_harness() as harness:
         await harness.assert_next_summary_state(State.STANDBY)
         await harness.check_standard_state_transitions(
@@ -50,9 +51,8 @@ async def test_standard_state_transitions(sal_env: str) -> None:
         ),
     ],
 )
-async def test_refused_command_text(
-    sal_env: str, command: str, fields: dict, result: str
-) -> None:
+@pytest.mark.usefixtures("sal_env")
+async def test_refused_command_text(command: str, fields: dict, result: str) -> None:
     async with make_harness() as harness:
         with pytest.raises(AckError) as excinfo:
             await getattr(harness.remote, f"cmd_{command}").set_start(
@@ -67,7 +67,8 @@ async def test_refused_command_text(
         assert harness.csc.summary_state == State.STANDBY
 
 
-async def test_start_up_events_in_order(sal_env: str) -> None:
+@pytest.mark.usefixtures("sal_any_env")
+async def test_start_up_events_in_order() -> None:
     async with make_harness() as harness:
         remote = harness.remote
         log_level = await harness.assert_next_sample(
@@ -109,7 +110,8 @@ async def test_start_up_events_in_order(sal_env: str) -> None:
             assert data.private_rcvStamp >= data.private_sndStamp
 
 
-async def test_initial_state_enabled(sal_env: str) -> None:
+@pytest.mark.usefixtures("sal_env")
+async def test_initial_state_enabled() -> None:
     async with make_harness(initial_state=State.ENABLED, override="fast.yaml") as h:
         # make_csc consumed STANDBY and DISABLED; ENABLED is next.
         await h.assert_next_summary_state(State.ENABLED)
@@ -119,7 +121,8 @@ async def test_initial_state_enabled(sal_env: str) -> None:
         assert h.csc.summary_state == State.ENABLED
 
 
-async def test_heartbeat(sal_env: str) -> None:
+@pytest.mark.usefixtures("sal_env")
+async def test_heartbeat() -> None:
     async with make_harness() as harness:
         seq_nums = []
         for _ in range(3):
@@ -131,7 +134,8 @@ async def test_heartbeat(sal_env: str) -> None:
         assert len(set(seq_nums)) == 3
 
 
-async def test_log_message_and_set_log_level(sal_env: str) -> None:
+@pytest.mark.usefixtures("sal_env")
+async def test_log_message_and_set_log_level() -> None:
     async with make_harness() as harness:
         csc, remote = harness.csc, harness.remote
         csc.log.debug("not sent at INFO")
@@ -163,7 +167,8 @@ async def test_log_message_and_set_log_level(sal_env: str) -> None:
         assert "ValueError: boom" in data.traceback
 
 
-async def test_fault_and_recovery(sal_env: str) -> None:
+@pytest.mark.usefixtures("sal_any_env")
+async def test_fault_and_recovery() -> None:
     async with make_harness(initial_state=State.ENABLED) as harness:
         remote = harness.remote
         await harness.assert_next_summary_state(State.ENABLED)
@@ -200,7 +205,8 @@ async def test_fault_and_recovery(sal_env: str) -> None:
         )
 
 
-async def test_execute_first_ack_in_progress_and_concurrent(sal_env: str) -> None:
+@pytest.mark.usefixtures("sal_any_env")
+async def test_execute_first_ack_in_progress_and_concurrent() -> None:
     async with make_harness(initial_state=State.ENABLED) as harness:
         remote = harness.remote
         acks = await asyncio.gather(
@@ -245,7 +251,8 @@ async def test_execute_first_ack_in_progress_and_concurrent(sal_env: str) -> Non
             await remote.cmd_execute.next_ackcmd(acks[0], timeout=1)
 
 
-async def test_abort_job(sal_env: str) -> None:
+@pytest.mark.usefixtures("sal_env")
+async def test_abort_job() -> None:
     async with make_harness(initial_state=State.ENABLED) as harness:
         remote = harness.remote
         ack = await remote.cmd_execute.set_start(
@@ -262,7 +269,8 @@ async def test_abort_job(sal_env: str) -> None:
             await remote.cmd_abort_job.set_start(job_id="nope", timeout=STD_TIMEOUT)
 
 
-async def test_failure_acks(sal_env: str) -> None:
+@pytest.mark.usefixtures("sal_env")
+async def test_failure_acks() -> None:
     async with make_harness(initial_state=State.ENABLED) as harness:
         remote = harness.remote
         with pytest.raises(AckError) as excinfo:
@@ -290,7 +298,8 @@ async def test_failure_acks(sal_env: str) -> None:
         assert harness.csc.summary_state == State.ENABLED
 
 
-async def test_simulation_mode(sal_env: str) -> None:
+@pytest.mark.usefixtures("sal_env")
+async def test_simulation_mode() -> None:
     async with make_harness(simulation_mode=1) as harness:
         await harness.assert_next_sample(harness.remote.evt_simulationMode, mode=1)
         assert harness.csc.simulation_mode == 1
@@ -298,7 +307,8 @@ async def test_simulation_mode(sal_env: str) -> None:
         MinimalOcpsCsc(index=1, config_dir=GOOD, simulation_mode=2)
 
 
-async def test_bad_construction(sal_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.usefixtures("sal_env")
+async def test_bad_construction(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="must not be FAULT"):
         MinimalOcpsCsc(index=1, config_dir=GOOD, initial_state=State.FAULT)
     with pytest.raises(ValueError, match="index must be non-zero"):
@@ -313,7 +323,8 @@ async def test_bad_construction(sal_env: str, monkeypatch: pytest.MonkeyPatch) -
         MinimalOcpsCsc(index=1, config_dir=GOOD)
 
 
-async def test_missing_do_method(sal_env: str) -> None:
+@pytest.mark.usefixtures("sal_env")
+async def test_missing_do_method() -> None:
     class Incomplete(sal.BaseCsc):
         async def do_execute(self, data: sal.Sample) -> None:
             pass
@@ -331,7 +342,8 @@ async def test_missing_do_method(sal_env: str) -> None:
         await csc.close()
 
 
-async def test_duplicate_instance_refused(sal_env: str) -> None:
+@pytest.mark.usefixtures("sal_env")
+async def test_duplicate_instance_refused() -> None:
     async with make_harness(index=5) as harness:
         await harness.assert_next_sample(harness.remote.evt_heartbeat)
         second = MinimalOcpsCsc(
@@ -346,7 +358,8 @@ async def test_duplicate_instance_refused(sal_env: str) -> None:
         assert harness.csc.summary_state == State.STANDBY
 
 
-async def test_no_duplicate_starts(sal_env: str) -> None:
+@pytest.mark.usefixtures("sal_env")
+async def test_no_duplicate_starts() -> None:
     csc = MinimalOcpsCsc(
         index=6,
         config_dir=GOOD,
