@@ -62,6 +62,13 @@ print("ignoring SIGTERM", flush=True)
 time.sleep(float(sys.argv[1]))
 """
 
+_GATE_CODE = """
+import sys
+with open(sys.argv[1]) as gate:
+    gate.read()
+sys.exit(int(sys.argv[2]))
+"""
+
 _ENV_CODE = """
 import json, os
 with open(os.environ["OCPS_RESULT_FILE"], "w") as stream:
@@ -149,6 +156,15 @@ def write_job_types(directory: pathlib.Path) -> pathlib.Path:
             _STUBBORN_CODE,
             ["{seconds}"],
             {"seconds": seconds},
+        ),
+        _python_type(
+            "gate",
+            _GATE_CODE,
+            ["{fifo}", "{code}"],
+            {
+                "fifo": {"type": "string"},
+                "code": {"type": "integer", "minimum": 0, "maximum": 255},
+            },
         ),
         _python_type(
             "env",
