@@ -288,6 +288,14 @@ async def wait_for_paths(
         Raised if the files did not all appear within ``timeout``.
     OSError
         Raised if a directory cannot be watched (e.g. no permission).
+
+    Notes
+    -----
+    A file counts as soon as it exists, not when its writer is done with
+    it. Writers should make files appear atomically (write under another
+    name, or in another directory of the same file system, then rename).
+    A "complete" marker would lift this; none of the current data sources
+    writes one.
     """
     log = log or _log
     split = _split_patterns(patterns)
