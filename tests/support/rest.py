@@ -24,10 +24,14 @@
 from __future__ import annotations
 
 __all__ = [
+    "OCPS_SCRIPT",
+    "OcpsServe",
     "OpenApiValidator",
     "RestServer",
     "ValidatingResponse",
+    "make_ocps_serve",
     "make_rest_server",
+    "run_ocps",
     "openapi_validator",
     "rest_api",
     "rest_job_types_dir",
@@ -37,10 +41,14 @@ __all__ = [
     "write_rest_job_types",
 ]
 
+import asyncio
+import contextlib
 import dataclasses
 import json
+import os
 import pathlib
 import re
+import signal
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -430,3 +438,126 @@ async def rest_api(rest_server: RestServer) -> AsyncIterator[aiohttp.ClientSessi
         base_url=rest_server.api_url + "/", response_class=ValidatingResponse
     ) as session:
         yield session
+
+
+OCPS_SCRIPT = pathlib.Path(sys.executable).parent / "ocps"
+"""The installed ``ocps`` console script of this environment."""
+
+_LISTENING = re.compile(r"listening on (http://\S+?:\d+)")
+
+
+@dataclasses.dataclass
+class OcpsServe:
+    """An ``ocps serve`` subprocess and what it logged."""
+
+    process: asyncio.subprocess.Process
+    url: str
+    lines: list[str]
+    reader: asyncio.Task
+    state_dir: pathlib.Path
+    token: str | None = None
+
+    @property
+    def log_text(self) -> str:
+        return "".join(self.lines)
+
+    async def stop(self, signum: int = signal.SIGTERM) -> int:
+        """Signal the server and return its exit status."""
+        if self.process.returncode is None:
+            self.process.send_signal(signum)
+        status = await asyncio.wait_for(self.process.wait(), 60)
+        await self.reader
+        return status
+
+
+async def _read_lines(stream: asyncio.StreamReader, lines: list[str]) -> None:
+    while line := await stream.readline():
+        lines.append(line.decode(errors="replace"))
+
+
+async def run_ocps(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> tuple[int, str, str]:
+    """Run ``ocps ARGS`` to completion; return status, stdout, stderr."""
+    process = await asyncio.create_subprocess_exec(
+        str(OCPS_SCRIPT),
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    except BaseException:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+@pytest.fixture
+async def make_ocps_serve(
+    tmp_path: pathlib.Path, rest_job_types_dir: pathlib.Path
+) -> AsyncIterator[Callable[..., Awaitable[OcpsServe]]]:
+    """Factory of ``ocps serve --port 0`` subprocesses on the REST test
+    job types; each is stopped with SIGTERM at the end of the test."""
+    servers: list[OcpsServe] = []
+
+    async def make(*extra: str, env: dict[str, str] | None = None) -> OcpsServe:
+        state_dir = tmp_path / f"serve_state_{len(servers)}"
+        process = await asyncio.create_subprocess_exec(
+            str(OCPS_SCRIPT),
+            "serve",
+            "--port",
+            "0",
+            "--job-types",
+            str(rest_job_types_dir),
+            "--state-dir",
+            str(state_dir),
+            "--log-level",
+            "DEBUG",
+            *extra,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **(env or {})},
+        )
+        assert process.stderr is not None
+        lines: list[str] = []
+        url = None
+        while url is None:
+            line = await asyncio.wait_for(process.stderr.readline(), 60)
+            if not line:
+                await process.wait()
+                raise AssertionError(f"ocps serve ended early: {''.join(lines)}")
+            lines.append(line.decode(errors="replace"))
+            match = _LISTENING.search(lines[-1])
+            if match:
+                url = match.group(1)
+        reader = asyncio.create_task(_read_lines(process.stderr, lines))
+        token = (env or {}).get("OCPS_API_TOKEN")
+        server = OcpsServe(process, url, lines, reader, state_dir, token)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        if server.process.returncode is None:
+            await _abort_active(server)
+        with contextlib.suppress(ProcessLookupError):
+            await server.stop()
+
+
+async def _abort_active(server: OcpsServe) -> None:
+    """Abort the server's active jobs, so that no job outlives a test
+    (``ocps serve`` leaves running jobs to be re-adopted on restart)."""
+    from lsst.ts.ocps.client import ClientError, OcpsClient
+
+    token = server.token
+    async with OcpsClient(server.url, token=token) as client:
+        active = ["PENDING", "QUEUED", "HELD", "EXECUTING"]
+        for job in await client.list(phases=active, limit=1000):
+            with contextlib.suppress(ClientError):
+                await client.abort(job["jobId"])

@@ -29,6 +29,7 @@ import asyncio
 import builtins
 import datetime
 import json
+import urllib.parse
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -38,6 +39,11 @@ import aiohttp
 from .models import TERMINAL_PHASES, format_time
 
 _API_PREFIX = "/api/v1"
+
+
+def _quote(segment: str) -> str:
+    """Quote a path segment so that "/" and ".." stay inside it."""
+    return urllib.parse.quote(segment, safe="")
 
 
 class ClientError(Exception):
@@ -233,7 +239,9 @@ class OcpsClient:
             timeout = self.timeout + max(wait, 0) + (3600 if wait < 0 else 0)
         if phase is not None:
             params["phase"] = phase
-        return await self._call("GET", f"/job/{job_id}", params=params, timeout=timeout)
+        return await self._call(
+            "GET", f"/job/{_quote(job_id)}", params=params, timeout=timeout
+        )
 
     async def list(
         self,
@@ -257,12 +265,12 @@ class OcpsClient:
     async def abort(self, job_id: str) -> dict[str, Any]:
         """Abort an active job (never deletes); return the aborted job."""
         return await self._call(
-            "POST", f"/job/{job_id}/phase", json_body={"phase": "ABORT"}
+            "POST", f"/job/{_quote(job_id)}/phase", json_body={"phase": "ABORT"}
         )
 
     async def delete(self, job_id: str) -> dict[str, Any]:
         """DELETE a job: abort it if active, else delete it and its files."""
-        return await self._call("DELETE", f"/job/{job_id}")
+        return await self._call("DELETE", f"/job/{_quote(job_id)}")
 
     async def wait(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Wait until a job is finished and return it.
@@ -295,7 +303,7 @@ class OcpsClient:
 
     async def schema(self, type_name: str) -> dict[str, Any]:
         """Return one job type's schema."""
-        return await self._call("GET", f"/schema/{type_name}")
+        return await self._call("GET", f"/schema/{_quote(type_name)}")
 
     async def health(self) -> dict[str, Any]:
         """Return the server's health report."""
@@ -322,7 +330,7 @@ class OcpsClient:
         )
         try:
             async with self.session.get(
-                f"{self.base_url}/job/{job_id}/log",
+                f"{self.base_url}/job/{_quote(job_id)}/log",
                 params=params,
                 headers=self._headers,
                 timeout=timeout,
