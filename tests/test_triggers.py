@@ -63,8 +63,10 @@ async def test_file_created_later(
     tmp_path: pathlib.Path, recorder: logging.Logger
 ) -> None:
     target = tmp_path / "raw.fits"
-    waiter = asyncio.create_task(wait_for_paths([str(target)], 0, log=recorder))
-    await recorder_of(recorder).wait_for(f"watching {tmp_path}")
+    waiter = asyncio.create_task(
+        wait_for_paths([str(target)], 0, log=recorder, job_id="j1")
+    )
+    await recorder_of(recorder).wait_for(f"job_id=j1 watching {tmp_path}")
     assert not waiter.done()
 
     target.write_text("data")

@@ -186,10 +186,13 @@ class _Watchers:
     ----------
     log : `logging.Logger`
         Logger for debug messages.
+    prefix : `str`
+        Start of every message, e.g. ``job_id=... ``.
     """
 
-    def __init__(self, log: logging.Logger) -> None:
+    def __init__(self, log: logging.Logger, prefix: str) -> None:
         self.log = log
+        self.prefix = prefix
         self.roots: dict[bool, frozenset[pathlib.Path]] = {}
         self.changed = asyncio.Event()
         self.failure: Exception | None = None
@@ -209,7 +212,8 @@ class _Watchers:
         self.changed.clear()
         for recursive, paths in roots.items():
             self.log.debug(
-                "watching %s%s",
+                "%swatching %s%s",
+                self.prefix,
                 ", ".join(sorted(map(str, paths))),
                 " recursively" if recursive else "",
             )
@@ -217,9 +221,10 @@ class _Watchers:
 
         # awatch creates its watcher (adding every inotify watch) in its
         # first step, before its first await; one pass of the event loop
-        # lets each new task take that step. This relies on how
-        # watchfiles 0.21-1.3 is written: remove it if awatch ever
-        # offers a "ready" signal, and wait for that instead.
+        # lets each new task take that step. This relies on how awatch is
+        # written (checked with watchfiles 1.3; test_file_created_while_
+        # arming fails if that changes): remove it if awatch ever offers
+        # a "ready" signal, and wait for that instead.
         await asyncio.sleep(0)
 
     async def _watch(self, paths: frozenset[pathlib.Path], recursive: bool) -> None:
@@ -237,7 +242,9 @@ class _Watchers:
         except Exception as e:
             # Most likely a watched directory vanished while arming: let
             # the caller look again and choose new roots (or give up).
-            self.log.debug("watcher on %s ended: %r", sorted(map(str, paths)), e)
+            self.log.debug(
+                "%swatcher on %s ended: %r", self.prefix, sorted(map(str, paths)), e
+            )
             self.failure = e
             self.changed.set()
 
@@ -257,6 +264,7 @@ async def wait_for_paths(
     timeout: float,
     *,
     log: logging.Logger | None = None,
+    job_id: str | None = None,
 ) -> list[pathlib.Path]:
     """Wait until every pattern matches at least one existing file.
 
@@ -273,6 +281,8 @@ async def wait_for_paths(
         Longest wait in seconds; 0 (or less) waits forever.
     log : `logging.Logger` or `None`
         Logger for debug messages; a child of "ocps" by default.
+    job_id : `str` or `None`
+        Job the wait is for; its messages then start ``job_id=...``.
 
     Returns
     -------
@@ -304,7 +314,7 @@ async def wait_for_paths(
     if matches is not None:
         return matches
 
-    watchers = _Watchers(log)
+    watchers = _Watchers(log, f"job_id={job_id} " if job_id else "")
     try:
         async with asyncio.timeout(timeout if timeout > 0 else None):
             while True:
