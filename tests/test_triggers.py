@@ -1,8 +1,10 @@
 """Tests of the data-arrival trigger on a real file system."""
 
 import asyncio
+import itertools
 import logging
 import pathlib
+from collections.abc import Iterator
 
 import pytest
 from lsst.ts.ocps.exceptions import ParameterError
@@ -10,6 +12,8 @@ from lsst.ts.ocps.triggers import check_patterns, match_patterns, wait_for_paths
 
 STD_TIMEOUT = 30
 """Seconds a test waits for something that should happen much sooner."""
+
+_logger_numbers = itertools.count()
 
 
 class Recorder(logging.Handler):
@@ -32,12 +36,15 @@ class Recorder(logging.Handler):
 
 
 @pytest.fixture
-def recorder() -> logging.Logger:
-    log = logging.getLogger(f"ocps.test_triggers.{id(object())}")
+def recorder() -> Iterator[logging.Logger]:
+    """A logger of its own whose only handler is a `Recorder`."""
+    log = logging.getLogger(f"ocps.test_triggers.{next(_logger_numbers)}")
     log.setLevel(logging.DEBUG)
     log.propagate = False
-    log.addHandler(Recorder())
-    return log
+    handler = Recorder()
+    log.addHandler(handler)
+    yield log
+    log.removeHandler(handler)
 
 
 def recorder_of(log: logging.Logger) -> Recorder:
@@ -181,6 +188,8 @@ async def test_cancel_leaves_nothing_behind(
         ([""], "wait_for pattern '' is not absolute"),
         (["/data/../etc/passwd"], "wait_for pattern '/data/../etc/passwd' has a '..'"),
         (["/"], "wait_for pattern '/' names no file"),
+        (["/data/"], "wait_for pattern '/data/' names no file"),
+        (["/data/a\0b"], "wait_for pattern '/data/a\\x00b' has a NUL character"),
         ([3], "wait_for pattern 3 is not a string"),
         ("/data/x", "wait_for must be a list of patterns, not the string '/data/x'"),
     ],

@@ -83,7 +83,8 @@ def check_patterns(patterns: Sequence[str]) -> None:
     ------
     ParameterError
         Raised if a pattern is not a string, is relative, has a ``..``
-        component or names no file (e.g. "/").
+        component or a NUL character, or names no file (e.g. "/" or a
+        path ending with "/").
     """
     _split_patterns(patterns)
 
@@ -104,8 +105,10 @@ def _split_patterns(patterns: Sequence[str]) -> list[_Pattern]:
         if ".." in path.parts:
             raise ParameterError(f"wait_for pattern {pattern!r} has a '..' component")
         parts = path.parts[1:]
-        if not parts:
+        if not parts or pattern.endswith("/"):
             raise ParameterError(f"wait_for pattern {pattern!r} names no file")
+        if "\0" in pattern:
+            raise ParameterError(f"wait_for pattern {pattern!r} has a NUL character")
 
         static = 0
         while static < len(parts) and not _GLOB_MAGIC.search(parts[static]):
