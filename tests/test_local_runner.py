@@ -23,6 +23,14 @@ time.sleep(float(sys.argv[1]))
 """
 
 
+@pytest.fixture
+async def runner() -> LocalRunner:
+    """A LocalRunner whose launcher is stopped after the test."""
+    started = LocalRunner(kill_grace=1)
+    yield started
+    await started.close()
+
+
 def make_spec(
     tmp_path: pathlib.Path,
     argv: list[str],
@@ -69,8 +77,9 @@ async def read_fifo(path: pathlib.Path) -> str:
     )
 
 
-async def test_exit_code_env_cwd_and_logs(tmp_path: pathlib.Path) -> None:
-    runner = LocalRunner(kill_grace=1)
+async def test_exit_code_env_cwd_and_logs(
+    tmp_path: pathlib.Path, runner: LocalRunner
+) -> None:
     code = (
         "import json, os, sys; print('out'); print('err', file=sys.stderr); "
         "json.dump({'env': dict(os.environ), 'cwd': os.getcwd()}, open('seen.json', 'w')); "
@@ -93,8 +102,9 @@ async def test_exit_code_env_cwd_and_logs(tmp_path: pathlib.Path) -> None:
     assert not alive(state["pid"])
 
 
-async def test_log_limit_keeps_head(tmp_path: pathlib.Path) -> None:
-    runner = LocalRunner()
+async def test_log_limit_keeps_head(
+    tmp_path: pathlib.Path, runner: LocalRunner
+) -> None:
     code = "import sys; sys.stdout.write('a' * 100000); sys.stderr.write('short')"
     spec = make_spec(tmp_path, [sys.executable, "-c", code], log_limit=64)
     state = await runner.launch(spec)
@@ -106,8 +116,9 @@ async def test_log_limit_keeps_head(tmp_path: pathlib.Path) -> None:
     assert spec.stderr_path.read_bytes() == b"short"
 
 
-async def test_terminate_stops_the_whole_group(tmp_path: pathlib.Path) -> None:
-    runner = LocalRunner(kill_grace=1)
+async def test_terminate_stops_the_whole_group(
+    tmp_path: pathlib.Path, runner: LocalRunner
+) -> None:
     fifo = make_fifo(tmp_path, "pid")
     spec = make_spec(tmp_path, [sys.executable, "-c", FAMILY_CODE, "300", str(fifo)])
     state = await runner.launch(spec)
@@ -120,8 +131,9 @@ async def test_terminate_stops_the_whole_group(tmp_path: pathlib.Path) -> None:
     assert not alive(grandchild)
 
 
-async def test_leftover_background_process_is_killed(tmp_path: pathlib.Path) -> None:
-    runner = LocalRunner()
+async def test_leftover_background_process_is_killed(
+    tmp_path: pathlib.Path, runner: LocalRunner
+) -> None:
     fifo = make_fifo(tmp_path, "pid")
     spec = make_spec(tmp_path, [sys.executable, "-c", FAMILY_CODE, "0", str(fifo)])
     state = await runner.launch(spec)
@@ -131,8 +143,7 @@ async def test_leftover_background_process_is_killed(tmp_path: pathlib.Path) -> 
     assert not alive(grandchild)
 
 
-async def test_time_limit(tmp_path: pathlib.Path) -> None:
-    runner = LocalRunner(kill_grace=1)
+async def test_time_limit(tmp_path: pathlib.Path, runner: LocalRunner) -> None:
     spec = make_spec(tmp_path, ["sleep", "300"], time_limit=0.2)
     state = await runner.launch(spec)
     outcome = await asyncio.wait_for(runner.wait_finished("job1", state), STD_TIMEOUT)
@@ -140,7 +151,9 @@ async def test_time_limit(tmp_path: pathlib.Path) -> None:
     assert outcome.exit_code == -signal.SIGTERM
 
 
-async def test_reattach_from_a_new_runner(tmp_path: pathlib.Path) -> None:
+async def test_reattach_from_a_new_runner(
+    tmp_path: pathlib.Path, runner: LocalRunner
+) -> None:
     # The job says it runs, then waits on a FIFO so the test decides when
     # it ends.
     ready = make_fifo(tmp_path, "ready")
@@ -149,10 +162,11 @@ async def test_reattach_from_a_new_runner(tmp_path: pathlib.Path) -> None:
         f"import sys; open({str(ready)!r}, 'w').write('ready'); "
         f"open({str(go)!r}).read(); sys.exit(7)"
     )
-    first = LocalRunner()
     spec = make_spec(tmp_path, [sys.executable, "-c", code])
-    state = json.loads(json.dumps(await first.launch(spec)))
+    state = json.loads(json.dumps(await runner.launch(spec)))
     assert await read_fifo(ready) == "ready"
+    # The supervisor outlives the runner and its launcher.
+    await runner.close()
 
     # A runner that knows only the journaled state re-adopts the job.
     second = LocalRunner()
@@ -168,8 +182,7 @@ async def test_reattach_from_a_new_runner(tmp_path: pathlib.Path) -> None:
     assert await LocalRunner().reattach("job1", state)
 
 
-async def test_lost_job(tmp_path: pathlib.Path) -> None:
-    runner = LocalRunner()
+async def test_lost_job(tmp_path: pathlib.Path, runner: LocalRunner) -> None:
     spec = make_spec(tmp_path, ["true"])
     state = await runner.launch(spec)
     await asyncio.wait_for(runner.wait_finished("job1", state), STD_TIMEOUT)
@@ -184,8 +197,7 @@ async def test_lost_job(tmp_path: pathlib.Path) -> None:
     assert not await runner.reattach("job1", impostor)
 
 
-async def test_command_not_found(tmp_path: pathlib.Path) -> None:
-    runner = LocalRunner()
+async def test_command_not_found(tmp_path: pathlib.Path, runner: LocalRunner) -> None:
     with pytest.raises(OSError, match="command not found"):
         await runner.launch(make_spec(tmp_path, ["no-such-command-ocps"]))
     with pytest.raises(OSError, match="command not found"):

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 from lsst.ts.ocps.client import OcpsClient
 from lsst.ts.ocps.job_manager import LOST_MESSAGE
+from lsst.ts.ocps.journal import Journal
 from support.jobs import STD_TIMEOUT
 
 _SERVE_CODE = "import sys; from lsst.ts.ocps.cli import main; sys.exit(main())"
@@ -125,8 +126,16 @@ async def test_kill_9_and_recover(
         server.process.kill()
         assert await server.process.wait() == -signal.SIGKILL
 
-    # The executing jobs outlive the server; one is then lost for good.
+    # The executing jobs outlive the server. One is then lost for good:
+    # its supervisor (found through the journal) dies first, then the job.
     assert job_processes(survivor["jobId"])
+    journal = Journal(state_dir / "ocps.sqlite3")
+    await journal.open()
+    try:
+        victim_state = (await journal.get(victim["jobId"])).runner_state["state"]
+    finally:
+        await journal.close()
+    os.kill(victim_state["pid"], signal.SIGKILL)
     victims = job_processes(victim["jobId"])
     assert victims
     for pid in victims:

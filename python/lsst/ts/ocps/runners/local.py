@@ -22,17 +22,18 @@
 """Run jobs as local processes, each under a supervisor that outlives
 OCPS.
 
-Design: re-adopt, not kill. `LocalRunner.launch` starts
-``supervisor.py`` (a stdlib-only script, see that module) in a new
-session; the supervisor runs the job's argv in its own process group,
-caps its logs, enforces the time limit and writes the job's exit status
-to ``<work_dir>/.ocps/exit.json``. The runner keeps no durable state:
-`launch` returns the supervisor's pid and its start time (field 22 of
-``/proc/<pid>/stat``), which the job manager journals. If the OCPS server
-dies, even by kill -9, the supervisor and the job run on; the next server
-calls `LocalRunner.reattach`, which recognises the supervisor by pid and
-start time, waits for it to end through a pidfd watched by the event loop
-(no polling) and reads the job's real exit code from ``exit.json``. A
+Design: re-adopt, not kill. The runner keeps one launcher process
+(``supervisor.py``, stdlib only; see that module), which forks a
+supervisor per job. A supervisor runs in its own session, runs the job's
+argv in its own process group, caps its logs, enforces its time limit and
+writes the job's exit status to ``<work_dir>/.ocps/exit.json``. The
+runner keeps no durable state: `LocalRunner.launch` returns the
+supervisor's pid and start time (field 22 of ``/proc/<pid>/stat``),
+which the job manager journals. If the OCPS server dies, even by kill -9,
+the supervisors and their jobs run on; the next server calls
+`LocalRunner.reattach`, which recognises a supervisor by pid and start
+time, waits for it to end through a pidfd watched by the event loop (no
+polling) and reads the job's real exit code from ``exit.json``. A
 supervisor that is gone without an exit file means the job was lost.
 """
 
@@ -60,18 +61,11 @@ EXIT_FILE_NAME = "exit.json"
 
 _SUPERVISOR_PATH = pathlib.Path(supervisor.__file__).resolve()
 
-
-def _process_start_ticks(pid: int) -> int | None:
-    """Return the start time of a process in clock ticks since boot, or
-    None if there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as file:
-            stat = file.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # The command name (field 2) may hold spaces; fields resume after ")".
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    return int(fields[19])
+_RUN_STATUS = {
+    supervisor.STATUS_EXITED: RunStatus.EXITED,
+    supervisor.STATUS_TIMEOUT: RunStatus.TIMEOUT,
+    supervisor.STATUS_CANCELLED: RunStatus.CANCELLED,
+}
 
 
 class LocalRunner(Runner):
@@ -82,7 +76,7 @@ class LocalRunner(Runner):
     kill_grace : `float`
         Seconds between SIGTERM and SIGKILL when a job is stopped.
     python : `str`
-        Interpreter that runs the supervisor.
+        Interpreter that runs the launcher.
     log : `logging.Logger` or `None`
         Parent logger; a child ``local_runner`` of it is used.
     """
@@ -100,9 +94,24 @@ class LocalRunner(Runner):
         self.python = python
         parent_log = log if log is not None else logging.getLogger("ocps")
         self.log = parent_log.getChild("local_runner")
+        self._launcher: asyncio.subprocess.Process | None = None
+        self._launch_lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        """Stop the launcher; supervisors and their jobs run on."""
+        launcher, self._launcher = self._launcher, None
+        if launcher is None or launcher.returncode is not None:
+            return
+        assert launcher.stdin is not None
+        launcher.stdin.close()
+        try:
+            await asyncio.wait_for(launcher.wait(), 5)
+        except TimeoutError:
+            launcher.kill()
+            await launcher.wait()
 
     async def launch(self, spec: LaunchSpec) -> dict[str, Any]:
-        """Start the job's supervisor; see `Runner.launch`.
+        """Start the job under a new supervisor; see `Runner.launch`.
 
         Raises
         ------
@@ -114,10 +123,10 @@ class LocalRunner(Runner):
             raise OSError(errno.EINVAL, "empty command")
         program = spec.argv[0]
         if "/" in program:
-            resolved = program if os.access(program, os.X_OK) else None
+            path = program if os.access(program, os.X_OK) else None
         else:
-            resolved = shutil.which(program, path=spec.env.get("PATH", os.defpath))
-        if resolved is None:
+            path = shutil.which(program, path=spec.env.get("PATH", os.defpath))
+        if path is None:
             raise OSError(
                 errno.ENOENT, f"command not found or not executable: {program!r}"
             )
@@ -126,49 +135,51 @@ class LocalRunner(Runner):
         private_dir.mkdir(parents=True, exist_ok=True)
         exit_path = private_dir / EXIT_FILE_NAME
         exit_path.unlink(missing_ok=True)
-        args = [
-            self.python,
-            "-I",
-            "-S",
-            str(_SUPERVISOR_PATH),
-            str(spec.work_dir),
-            str(spec.stdout_path),
-            str(spec.stderr_path),
-            str(spec.log_limit),
-            repr(float(spec.time_limit)),
-            repr(float(self.kill_grace)),
-            str(exit_path),
-            "--",
-            *spec.argv,
-        ]
-        # The supervisor's own complaints (it has none when all is well)
-        # go next to the exit file.
-        file_actions = [
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-            (
-                os.POSIX_SPAWN_OPEN,
-                2,
-                str(private_dir / "supervisor.log"),
-                os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                0o644,
-            ),
-        ]
-        # SIGTERM stays blocked until the supervisor can handle it.
-        pid = os.posix_spawn(
-            self.python,
-            args,
-            spec.env,
-            file_actions=file_actions,
-            setsid=True,
-            setsigmask=[signal.SIGTERM],
-        )
-        start_ticks = _process_start_ticks(pid)
+        request = {
+            "path": path,
+            "argv": list(spec.argv),
+            "env": dict(spec.env),
+            "work_dir": str(spec.work_dir),
+            "stdout": str(spec.stdout_path),
+            "stderr": str(spec.stderr_path),
+            "log_limit": spec.log_limit,
+            "time_limit": spec.time_limit,
+            "kill_grace": self.kill_grace,
+            "exit_file": str(exit_path),
+            "supervisor_log": str(private_dir / "supervisor.log"),
+        }
+        reply = await self._request(request)
+        if "error" in reply:
+            raise OSError(errno.EAGAIN, f"cannot start a supervisor: {reply['error']}")
         return {
-            "pid": pid,
-            "start_ticks": start_ticks,
+            "pid": reply["pid"],
+            "start_ticks": reply["start_ticks"],
             "exit_file": str(exit_path),
         }
+
+    async def _request(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Send one launch request to the launcher and return its reply."""
+        async with self._launch_lock:
+            launcher = self._launcher
+            if launcher is None or launcher.returncode is not None:
+                launcher = self._launcher = await asyncio.create_subprocess_exec(
+                    self.python,
+                    "-I",
+                    "-S",
+                    str(_SUPERVISOR_PATH),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                )
+            assert launcher.stdin is not None and launcher.stdout is not None
+            try:
+                launcher.stdin.write(json.dumps(request).encode() + b"\n")
+                await launcher.stdin.drain()
+                line = await launcher.stdout.readline()
+            except (ConnectionError, BrokenPipeError) as e:
+                raise OSError(errno.EPIPE, f"the job launcher ended: {e}") from e
+            if not line:
+                raise OSError(errno.EPIPE, "the job launcher ended")
+            return json.loads(line)
 
     async def wait_started(self, job_id: str, runner_state: dict[str, Any]) -> None:
         """Return at once: a local job runs as soon as it is launched."""
@@ -177,7 +188,6 @@ class LocalRunner(Runner):
         self, job_id: str, runner_state: dict[str, Any]
     ) -> RunOutcome:
         """Wait for the supervisor to end, then read the job's exit."""
-        pid = runner_state["pid"]
         pidfd = self._open_pidfd(runner_state)
         if pidfd is not None:
             try:
@@ -190,7 +200,6 @@ class LocalRunner(Runner):
                     loop.remove_reader(pidfd)
             finally:
                 os.close(pidfd)
-            self._reap(pid)
         return self._read_outcome(job_id, runner_state)
 
     async def terminate(self, job_id: str, runner_state: dict[str, Any]) -> None:
@@ -229,24 +238,16 @@ class LocalRunner(Runner):
             pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
             return None
-        if _process_start_ticks(pid) != runner_state["start_ticks"]:
+        if supervisor.read_start_ticks(pid) != runner_state["start_ticks"]:
             os.close(pidfd)
             return None
         return pidfd
-
-    @staticmethod
-    def _reap(pid: int) -> None:
-        """Collect the supervisor's status if this process started it."""
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
 
     def _read_outcome(self, job_id: str, runner_state: dict[str, Any]) -> RunOutcome:
         exit_path = pathlib.Path(runner_state["exit_file"])
         try:
             data = json.loads(exit_path.read_text())
-            status = supervisor.ExitStatus(data["status"])
+            run_status = _RUN_STATUS[data["status"]]
             exit_code = int(data["exit_code"])
         except FileNotFoundError:
             return RunOutcome(
@@ -256,9 +257,4 @@ class LocalRunner(Runner):
             )
         except (ValueError, KeyError, TypeError) as e:
             return RunOutcome(RunStatus.LOST, message=f"unreadable {exit_path}: {e}")
-        run_status = {
-            supervisor.ExitStatus.EXITED: RunStatus.EXITED,
-            supervisor.ExitStatus.TIMEOUT: RunStatus.TIMEOUT,
-            supervisor.ExitStatus.CANCELLED: RunStatus.CANCELLED,
-        }[status]
         return RunOutcome(run_status, exit_code=exit_code)

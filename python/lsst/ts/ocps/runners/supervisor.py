@@ -19,20 +19,25 @@
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
-"""A per-job supervisor process that outlives a crash of the OCPS server.
+"""The job launcher and the per-job supervisors that outlive OCPS.
 
-Run as a plain script (``python -I -S supervisor.py ...``) so that it
-starts fast and imports nothing but the standard library::
+`LocalRunner` starts this file once as a plain script
+(``python -I -S supervisor.py``, standard library only) and keeps it as
+its launcher: it reads one JSON launch request per line on stdin and
+answers each with one JSON line on stdout, ``{"pid": N, "start_ticks":
+T}`` or ``{"error": "..."}``. For each request it forks a supervisor,
+which is cheap because the launcher has its modules loaded already;
+starting a fresh interpreter per job would cost more than the job
+itself for short jobs. The launcher exits when its stdin closes, for
+example when the OCPS server dies; the supervisors it forked live on.
 
-    supervisor.py WORK_DIR STDOUT STDERR LOG_LIMIT TIME_LIMIT KILL_GRACE
-        EXIT_FILE -- ARGV...
-
-It runs ARGV as its child in a new process group, copies the child's
-stdout and stderr into the two files (keeping the first LOG_LIMIT bytes
-of each, 0 for all, then one line saying how many bytes were dropped),
-stops the child's group on SIGTERM or after TIME_LIMIT seconds (SIGTERM,
-then SIGKILL after KILL_GRACE seconds), and when the child has ended
-writes EXIT_FILE atomically::
+A supervisor starts a new session, runs the job's argv as its child in a
+new process group with the given environment and work dir, copies the
+child's stdout and stderr into two files (keeping the first ``log_limit``
+bytes of each, 0 for all, then one line saying how many bytes were
+dropped), stops the child's group on SIGTERM or after ``time_limit``
+seconds (SIGTERM, then SIGKILL after ``kill_grace`` seconds), and when
+the child has ended writes ``exit_file`` atomically::
 
     {"status": "exited" | "timeout" | "cancelled", "exit_code": N}
 
@@ -41,25 +46,51 @@ running in its process group is killed when its main process ends, so
 that nothing holds the output pipes open.
 """
 
-__all__ = ["ExitStatus", "main"]
+__all__ = [
+    "STATUS_CANCELLED",
+    "STATUS_EXITED",
+    "STATUS_TIMEOUT",
+    "main",
+    "read_start_ticks",
+    "supervise",
+]
 
-import enum
 import json
 import os
 import select
 import signal
 import sys
 import time
+import traceback
+from typing import Any
+
+STATUS_EXITED = "exited"
+"""Exit-file status of a job that ended on its own."""
+
+STATUS_TIMEOUT = "timeout"
+"""Exit-file status of a job stopped for exceeding its time limit."""
+
+STATUS_CANCELLED = "cancelled"
+"""Exit-file status of a job stopped by SIGTERM to its supervisor."""
 
 _CHUNK = 65536
 
 
-class ExitStatus(enum.StrEnum):
-    """How the supervised child ended, as written to the exit file."""
+def read_start_ticks(pid: int) -> int | None:
+    """Return a process's start time in clock ticks after boot, or None if
+    there is no such process.
 
-    EXITED = "exited"
-    TIMEOUT = "timeout"
-    CANCELLED = "cancelled"
+    Together with the pid it identifies a process even if the pid is
+    reused later.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            stat = file.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may hold spaces; fields resume after ")".
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return int(fields[19])
 
 
 class _Capture:
@@ -102,66 +133,65 @@ def _kill_group(pgid: int, signum: int) -> None:
         pass
 
 
-def _write_exit_file(path: str, status: ExitStatus, exit_code: int) -> None:
+def _write_exit_file(path: str, status: str, exit_code: int) -> None:
     temp_path = f"{path}.tmp"
     with open(temp_path, "w") as file:
-        json.dump({"status": str(status), "exit_code": exit_code}, file)
+        json.dump({"status": status, "exit_code": exit_code}, file)
         file.flush()
         os.fsync(file.fileno())
     os.replace(temp_path, path)
 
 
-def _spawn(argv: list[str], stdout_fd: int, stderr_fd: int) -> int:
-    """Start the child in its own process group, stdin from /dev/null."""
-    file_actions = [
-        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_DUP2, stdout_fd, 1),
-        (os.POSIX_SPAWN_DUP2, stderr_fd, 2),
-    ]
-    return os.posix_spawnp(
-        argv[0],
-        argv,
-        os.environ,
-        file_actions=file_actions,
-        setpgroup=0,
-        setsigmask=(),
-        setsigdef=(signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE),
-    )
+def supervise(request: dict[str, Any]) -> None:
+    """Run one job to its end and write its exit file.
 
+    Parameters
+    ----------
+    request : `dict` [`str`, `typing.Any`]
+        The launch request: ``path`` (resolved executable), ``argv``,
+        ``env``, ``work_dir``, ``stdout``, ``stderr``, ``log_limit``,
+        ``time_limit``, ``kill_grace`` and ``exit_file``.
 
-def run(
-    argv: list[str],
-    stdout_path: str,
-    stderr_path: str,
-    log_limit: int,
-    time_limit: float,
-    kill_grace: float,
-    exit_path: str,
-) -> None:
-    """Run ``argv`` to its end and write the exit file; see the module
-    docstring."""
-    # The runner starts this process with SIGTERM blocked, so that a stop
-    # request arriving before the handler is set is kept, not fatal.
+    Notes
+    -----
+    Runs with SIGTERM blocked on entry (inherited from the launcher), so
+    that a stop request arriving before the handler is set is kept, not
+    fatal.
+    """
     wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM])
 
     out_read, out_write = os.pipe2(os.O_CLOEXEC)
     err_read, err_write = os.pipe2(os.O_CLOEXEC)
+    limit = int(request["log_limit"])
     captures = {
-        out_read: _Capture(out_read, stdout_path, log_limit),
-        err_read: _Capture(err_read, stderr_path, log_limit),
+        out_read: _Capture(out_read, request["stdout"], limit),
+        err_read: _Capture(err_read, request["stderr"], limit),
     }
+    exit_path = request["exit_file"]
+    file_actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_DUP2, out_write, 1),
+        (os.POSIX_SPAWN_DUP2, err_write, 2),
+    ]
     try:
-        pid = _spawn(argv, out_write, err_write)
-    except OSError as e:
-        os.write(
-            captures[err_read].file_fd, f"ocps: cannot run {argv[0]!r}: {e}\n".encode()
+        pid = os.posix_spawn(
+            request["path"],
+            request["argv"],
+            request["env"],
+            file_actions=file_actions,
+            setpgroup=0,
+            setsigmask=(),
+            setsigdef=(signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE),
         )
-        _write_exit_file(exit_path, ExitStatus.EXITED, 127)
+    except OSError as e:
+        message = f"ocps: cannot run {request['argv'][0]!r}: {e}\n"
+        os.write(captures[err_read].file_fd, message.encode())
+        _write_exit_file(exit_path, STATUS_EXITED, 127)
         return
     finally:
         os.close(out_write)
@@ -171,31 +201,24 @@ def run(
     poller = select.poll()
     for fd in (wake_read, pidfd, out_read, err_read):
         poller.register(fd, select.POLLIN)
-    status = ExitStatus.EXITED
+    status = STATUS_EXITED
+    time_limit = float(request["time_limit"])
     deadline = time.monotonic() + time_limit if time_limit > 0 else None
     kill_at: float | None = None
     exit_code: int | None = None
     while exit_code is None or captures:
-        # Sleep until output, a signal, the child's end or the next deadline.
-        due = (
-            [t for t in (deadline, kill_at) if t is not None]
-            if exit_code is None
-            else []
-        )
+        # Sleep until output, a signal, the child's end or a deadline.
+        due = [t for t in (deadline, kill_at) if t is not None and exit_code is None]
         timeout_ms = None
         if due:
             timeout_ms = max(0, int((min(due) - time.monotonic()) * 1000) + 1)
-        try:
-            events = poller.poll(timeout_ms)
-        except InterruptedError:
-            events = []
+        events = poller.poll(timeout_ms)
         now = time.monotonic()
 
         stop = False
         for fd, _ in events:
             if fd == wake_read:
-                signums = os.read(wake_read, 64)
-                stop = stop or signal.SIGTERM in signums
+                stop = stop or signal.SIGTERM in os.read(wake_read, 64)
             elif fd == pidfd:
                 # End the group before reaping, so that its id stays ours.
                 _kill_group(pid, signal.SIGKILL)
@@ -207,40 +230,98 @@ def run(
                 captures.pop(fd).close()
         if exit_code is not None:
             continue
-        if deadline is not None and now >= deadline and status is ExitStatus.EXITED:
-            status = ExitStatus.TIMEOUT
+
+        if deadline is not None and now >= deadline and kill_at is None:
+            status = STATUS_TIMEOUT
             stop = True
         if stop and kill_at is None:
-            if status is ExitStatus.EXITED:
-                status = ExitStatus.CANCELLED
+            if status == STATUS_EXITED:
+                status = STATUS_CANCELLED
             _kill_group(pid, signal.SIGTERM)
-            kill_at = now + kill_grace
-        if kill_at is not None and now >= kill_at:
+            kill_at = now + float(request["kill_grace"])
+        elif kill_at is not None and now >= kill_at:
             _kill_group(pid, signal.SIGKILL)
-            kill_at = None
-            deadline = None
+            kill_at = deadline = None
     _write_exit_file(exit_path, status, exit_code)
 
 
-def main(args: list[str]) -> int:
-    """Parse the command line (see the module docstring) and run."""
-    if len(args) < 9 or args[7] != "--":
-        sys.stderr.write(f"usage: {__doc__}")
-        return 2
-    work_dir, stdout_path, stderr_path, log_limit, time_limit, kill_grace = args[:6]
-    exit_path = args[6]
-    os.chdir(work_dir)
-    run(
-        argv=args[8:],
-        stdout_path=stdout_path,
-        stderr_path=stderr_path,
-        log_limit=int(log_limit),
-        time_limit=float(time_limit),
-        kill_grace=float(kill_grace),
-        exit_path=exit_path,
-    )
-    return 0
+def _become_supervisor(request: dict[str, Any], launcher_fds: list[int]) -> None:
+    """In a freshly forked child: detach from the launcher, supervise the
+    job, and exit without returning."""
+    code = 1
+    try:
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        for fd in launcher_fds:
+            os.close(fd)
+        null = os.open(os.devnull, os.O_RDWR)
+        log_fd = os.open(
+            request["supervisor_log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
+        )
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+        os.dup2(log_fd, 2)
+        os.close(null)
+        os.close(log_fd)
+        os.chdir(request["work_dir"])
+        supervise(request)
+        code = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def _reap_children() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _answer(request_line: bytes, launcher_fds: list[int]) -> dict[str, Any]:
+    try:
+        request = json.loads(request_line)
+        pid = os.fork()
+    except (ValueError, OSError) as e:
+        return {"error": str(e)}
+    if pid == 0:
+        _become_supervisor(request, launcher_fds)
+    # The child cannot be reaped before this read, so the pid is its own.
+    return {"pid": pid, "start_ticks": read_start_ticks(pid)}
+
+
+def main() -> int:
+    """Serve launch requests on stdin until it closes."""
+    # Children inherit the blocked SIGTERM; see `supervise`.
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    launcher_fds = [wake_read, wake_write]
+
+    poller = select.poll()
+    poller.register(0, select.POLLIN)
+    poller.register(wake_read, select.POLLIN)
+    pending = b""
+    while True:
+        for fd, _ in poller.poll():
+            if fd == wake_read:
+                os.read(wake_read, 4096)
+                _reap_children()
+                continue
+            data = os.read(0, _CHUNK)
+            if not data:
+                return 0
+            *lines, pending = (pending + data).split(b"\n")
+            for line in lines:
+                reply = _answer(line, launcher_fds)
+                os.write(1, json.dumps(reply).encode() + b"\n")
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())
