@@ -291,7 +291,9 @@ class JobType:
             ``units``, ``default``, ``min``, ``max``, ``description``, plus
             ``required`` and ``enum``; absent items are null),
             ``executionDuration``, ``maxConcurrent``, ``runner`` and
-            ``outputGlobs``.
+            ``outputGlobs``. ``min`` and ``max`` are ``minimum`` and
+            ``maximum``, or the exclusive bounds if only those are set;
+            values keep their JSON types (the 2020 design had strings).
         """
         properties = self.parameters_schema.get("properties", {})
         required = set(self.parameters_schema.get("required", ()))
