@@ -387,7 +387,8 @@ async def check_bin_script(
                 )
                 assert override in applied.configurations.split(",")
             await set_summary_state(remote, State.OFFLINE, timeout=timeout)
-            await remote.evt_summaryState.next(flush=True, timeout=timeout)
+            while data.summaryState != State.OFFLINE:
+                data = await remote.evt_summaryState.next(flush=False, timeout=timeout)
             code = await asyncio.wait_for(process.wait(), timeout)
             assert code == 0, f"{argv} exited with {code}"
         finally:
