@@ -1,0 +1,705 @@
+# This file is part of ts_ocps.
+#
+# Developed for the Vera C. Rubin Observatory Telescope and Site Systems.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+"""A runner that submits jobs to Slurm and follows them through its CLI."""
+
+__all__ = ["SLURM_STATES", "SlurmRunner"]
+
+import asyncio
+import collections.abc
+import dataclasses
+import logging
+import math
+import pathlib
+import re
+import shlex
+import time
+from typing import Any
+
+from .base import LaunchSpec, Runner, RunOutcome, RunStatus
+from .slurm_cli import (
+    SlurmCli,
+    SlurmCommandError,
+    SlurmUnavailableError,
+    parse_exit_code,
+)
+
+SLURM_STATES: dict[str, str] = {
+    "PENDING": "queued",
+    "CONFIGURING": "queued",
+    "REQUEUED": "queued",
+    "REQUEUE_FED": "queued",
+    "REQUEUE_HOLD": "queued",
+    "RESV_DEL_HOLD": "queued",
+    "RUNNING": "running",
+    "COMPLETING": "running",
+    "SUSPENDED": "running",
+    "STOPPED": "running",
+    "SIGNALING": "running",
+    "STAGE_OUT": "running",
+    "RESIZING": "running",
+    "COMPLETED": "ended",
+    "FAILED": "ended",
+    "TIMEOUT": "ended",
+    "CANCELLED": "ended",
+    "NODE_FAIL": "ended",
+    "OUT_OF_MEMORY": "ended",
+    "BOOT_FAIL": "ended",
+    "DEADLINE": "ended",
+    "PREEMPTED": "ended",
+    "REVOKED": "ended",
+    "SPECIAL_EXIT": "ended",
+}
+"""Slurm job states (long names) by what they mean to the runner: still
+"queued", "running" (started; the job's own process may be ending) or
+"ended". A state not listed is taken as "queued"."""
+
+JOB_NAME_PREFIX = "ocps-"
+"""Slurm job names are this prefix and the ts_ocps job id."""
+
+RESERVED_OPTIONS = (
+    "--chdir",
+    "--error",
+    "--export",
+    "--export-file",
+    "--hold",
+    "--job-name",
+    "--output",
+    "--parsable",
+    "--wrap",
+    "-D",
+    "-H",
+    "-J",
+    "-e",
+    "-o",
+)
+"""sbatch options the runner sets itself; extra options may not."""
+
+OPTION_KEYS = ("account", "cpus", "memory", "partition", "sbatch_options")
+"""Keys of a job type's ``runner_options`` that this runner reads."""
+
+MAX_BACKOFF = 10.0  # seconds between polls while the controller is away
+
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MEMORY_RE = re.compile(r"[1-9][0-9]*[KMGT]?")
+
+
+@dataclasses.dataclass
+class _Tracked:
+    """What the runner knows of one submitted job."""
+
+    job_id: str
+    slurm_id: str
+    since: float
+    started: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    finished: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    state: str = ""
+    outcome: RunOutcome | None = None
+    cancel_requested: bool = False
+
+
+class SlurmRunner(Runner):
+    """Runs jobs as Slurm batch jobs.
+
+    Each job becomes one ``sbatch`` submission of a generated batch script
+    that exports the job's environment and ``exec`` s its argv (every word
+    quoted with `shlex.quote`). One ``squeue`` call per poll interval
+    follows all jobs; the exit code of an ended job comes from
+    ``scontrol show job``, or from ``sacct`` once Slurm has forgotten the
+    job.
+
+    Parameters
+    ----------
+    partition : `str` or `None`
+        Default partition; a job type's ``partition`` option wins.
+    account : `str` or `None`
+        Default account; a job type's ``account`` option wins.
+    sbatch_options : `collections.abc.Sequence` [`str`]
+        Extra ``sbatch`` options for every job, e.g. ``["--qos=normal"]``.
+    poll_interval : `float`
+        Seconds between two ``squeue`` calls while jobs are followed.
+    cli_timeout : `float`
+        Seconds any one Slurm command may take.
+    binaries : `collections.abc.Mapping` [`str`, `str`] or `None`
+        Paths of ``sbatch``, ``squeue``, ``scontrol``, ``scancel`` and
+        ``sacct``; the others are found on ``PATH``.
+    slurm_conf : `str` or `None`
+        ``SLURM_CONF`` for the commands; None to inherit it.
+    log : `logging.Logger` or `None`
+        Logger; "ocps.runner.slurm" by default.
+
+    Notes
+    -----
+    Slurm enforces the time limit itself (`enforces_time_limit` is True):
+    it is given to ``sbatch --time`` in whole minutes, rounded up, and
+    Slurm checks it about every 30 s, then allows ``KillWait`` seconds
+    between SIGTERM and SIGKILL. A job may therefore run up to a minute
+    and a half longer than asked. Such a job ends with
+    `RunStatus.TIMEOUT`.
+
+    The job sees exactly the environment of its `LaunchSpec` plus the
+    ``SLURM_*`` variables Slurm sets: it is submitted with
+    ``--export=NONE`` (nothing of the manager's environment is stored by
+    Slurm) and the batch script unsets what Slurm's login environment
+    added before it exports the job's variables. Values may hold any
+    character (commas included); names must be shell identifiers.
+    """
+
+    name = "slurm"
+
+    enforces_time_limit = True
+    """Slurm stops jobs at their time limit; no manager timer is needed."""
+
+    def __init__(
+        self,
+        *,
+        partition: str | None = None,
+        account: str | None = None,
+        sbatch_options: collections.abc.Sequence[str] = (),
+        poll_interval: float = 0.5,
+        cli_timeout: float = 30.0,
+        binaries: collections.abc.Mapping[str, str] | None = None,
+        slurm_conf: str | None = None,
+        log: logging.Logger | None = None,
+    ) -> None:
+        if poll_interval <= 0:
+            raise ValueError(f"{poll_interval=} must be positive")
+        self.log = log or logging.getLogger("ocps.runner.slurm")
+        self.partition = partition
+        self.account = account
+        self.sbatch_options = self._check_extra_options(sbatch_options)
+        self.poll_interval = poll_interval
+        self.cli = SlurmCli(
+            slurm_conf=slurm_conf,
+            binaries=binaries,
+            timeout=cli_timeout,
+            log=self.log,
+        )
+        self._tracked: dict[str, _Tracked] = {}
+        self._poll_task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._unreachable_since: float | None = None
+        self._closed = False
+        self._idle = False
+
+    @staticmethod
+    def _check_extra_options(options: Any) -> list[str]:
+        """Check extra sbatch options; return them as a list.
+
+        Raises
+        ------
+        ValueError
+            Raised if ``options`` is not a list of strings or sets an
+            option the runner sets itself.
+        """
+        if isinstance(options, str) or not isinstance(
+            options, collections.abc.Sequence
+        ):
+            raise ValueError(f"sbatch options must be a list of strings: {options!r}")
+        checked = []
+        for option in options:
+            if not isinstance(option, str) or not option.startswith("-"):
+                raise ValueError(f"sbatch option {option!r} must start with '-'")
+            if _is_reserved(option):
+                raise ValueError(f"sbatch option {option!r} is set by the runner")
+            checked.append(option)
+        return checked
+
+    @classmethod
+    def check_options(cls, options: collections.abc.Mapping[str, Any]) -> None:
+        """Check a job type's ``runner_options`` for this runner.
+
+        Parameters
+        ----------
+        options : `collections.abc.Mapping` [`str`, `typing.Any`]
+            Keys ``partition``, ``account`` (strings), ``cpus`` (positive
+            integer), ``memory`` (megabytes as a positive integer, or a
+            string such as ``"2G"``) and ``sbatch_options`` (list of
+            strings); all optional.
+
+        Raises
+        ------
+        ValueError
+            Raised if an option is unknown or has a wrong value; the
+            message names the option.
+        """
+        unknown = sorted(set(options) - set(OPTION_KEYS))
+        if unknown:
+            raise ValueError(
+                f"unknown Slurm runner options {unknown}; known: {OPTION_KEYS}"
+            )
+        for key in ("partition", "account"):
+            value = options.get(key)
+            if value is not None and (
+                not isinstance(value, str) or not re.fullmatch(r"[\w.-]+", value)
+            ):
+                raise ValueError(f"Slurm runner option {key}={value!r} is not a name")
+        cpus = options.get("cpus")
+        if cpus is not None and (
+            isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1
+        ):
+            raise ValueError(
+                f"Slurm runner option cpus={cpus!r} is not a positive integer"
+            )
+        memory = options.get("memory")
+        if memory is not None and not (
+            (isinstance(memory, int) and not isinstance(memory, bool) and memory > 0)
+            or (isinstance(memory, str) and _MEMORY_RE.fullmatch(memory))
+        ):
+            raise ValueError(
+                f"Slurm runner option memory={memory!r} is not megabytes or e.g. '2G'"
+            )
+        cls._check_extra_options(options.get("sbatch_options", []))
+
+    def make_script(self, spec: LaunchSpec) -> str:
+        """Write the batch script of a job.
+
+        Parameters
+        ----------
+        spec : `LaunchSpec`
+            The job.
+
+        Returns
+        -------
+        script : `str`
+            A bash script that clears the environment Slurm gave it (but
+            the ``SLURM*`` variables), exports ``spec.env`` and ``exec`` s
+            ``spec.argv``.
+
+        Raises
+        ------
+        ValueError
+            Raised if the argv is empty or an environment variable name is
+            not a shell identifier.
+        """
+        if not spec.argv:
+            raise ValueError(f"job_id={spec.job_id} has an empty command")
+        for name in spec.env:
+            if not _NAME_RE.fullmatch(name):
+                raise ValueError(
+                    f"environment variable name {name!r} cannot be passed to a Slurm job"
+                )
+        lines = [
+            "#!/bin/bash",
+            f"# Batch script of ts_ocps job {spec.job_id}; generated, do not edit.",
+            "for _ocps_name in $(compgen -e); do",
+            '    case "$_ocps_name" in',
+            "        SLURM*) ;;",
+            '        *) unset "$_ocps_name" 2>/dev/null ;;',
+            "    esac",
+            "done",
+            "unset _ocps_name",
+        ]
+        lines += [
+            f"export {name}={shlex.quote(value)}" for name, value in spec.env.items()
+        ]
+        lines.append("exec -- " + " ".join(shlex.quote(word) for word in spec.argv))
+        return "\n".join(lines) + "\n"
+
+    def make_sbatch_options(self, spec: LaunchSpec) -> list[str]:
+        """Build the ``sbatch`` options of a job.
+
+        Parameters
+        ----------
+        spec : `LaunchSpec`
+            The job; ``spec.options`` are checked with `check_options`.
+
+        Returns
+        -------
+        options : `list` [`str`]
+            Options, ``--parsable`` excepted.
+
+        Raises
+        ------
+        ValueError
+            Raised if ``spec.options`` are invalid.
+        """
+        self.check_options(spec.options)
+        options = [
+            f"--job-name={JOB_NAME_PREFIX}{spec.job_id}",
+            f"--chdir={spec.work_dir.absolute()}",
+            f"--output={_slurm_path(spec.stdout_path)}",
+            f"--error={_slurm_path(spec.stderr_path)}",
+            "--export=NONE",
+            "--nodes=1",
+            "--ntasks=1",
+        ]
+        if spec.time_limit > 0:
+            options.append(f"--time={max(1, math.ceil(spec.time_limit / 60))}")
+        if spec.options.get("cpus") is not None:
+            options.append(f"--cpus-per-task={spec.options['cpus']}")
+        if spec.options.get("memory") is not None:
+            options.append(f"--mem={spec.options['memory']}")
+        partition = spec.options.get("partition") or self.partition
+        if partition:
+            options.append(f"--partition={partition}")
+        account = spec.options.get("account") or self.account
+        if account:
+            options.append(f"--account={account}")
+        options += self.sbatch_options
+        options += list(spec.options.get("sbatch_options", []))
+        return options
+
+    async def start(self) -> None:
+        self._closed = False
+
+    async def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+            try:
+                await self._poll_task
+            except asyncio.CancelledError:
+                pass
+            self._poll_task = None
+
+    async def launch(self, spec: LaunchSpec) -> dict[str, Any]:
+        """Submit the job with ``sbatch``.
+
+        Returns
+        -------
+        runner_state : `dict` [`str`, `typing.Any`]
+            ``slurm_job_id`` (str), ``cluster`` (str or None) and
+            ``job_name``.
+
+        Raises
+        ------
+        ValueError
+            Raised if the spec cannot be expressed as a Slurm job (see
+            `make_script` and `check_options`).
+        SlurmUnavailableError
+            Raised (an `OSError`, ``transient`` True) if the controller
+            cannot be reached.
+        SlurmCommandError
+            Raised (an `OSError`) if Slurm rejected the job.
+        """
+        script = self.make_script(spec)
+        options = self.make_sbatch_options(spec)
+        slurm_id, cluster = await self.cli.sbatch(options, script)
+        self.log.info("job_id=%s submitted as Slurm job %s", spec.job_id, slurm_id)
+        self._track(spec.job_id, slurm_id)
+        return {
+            "slurm_job_id": slurm_id,
+            "cluster": cluster,
+            "job_name": f"{JOB_NAME_PREFIX}{spec.job_id}",
+        }
+
+    async def wait_started(self, job_id: str, runner_state: dict[str, Any]) -> None:
+        tracked = self._track(job_id, _slurm_id(job_id, runner_state))
+        await tracked.started.wait()
+
+    async def wait_finished(
+        self, job_id: str, runner_state: dict[str, Any]
+    ) -> RunOutcome:
+        tracked = self._track(job_id, _slurm_id(job_id, runner_state))
+        await tracked.finished.wait()
+        assert tracked.outcome is not None
+        if self._tracked.get(tracked.slurm_id) is tracked:
+            # Delivered: forget the job (a later call asks Slurm again).
+            del self._tracked[tracked.slurm_id]
+        return tracked.outcome
+
+    async def terminate(self, job_id: str, runner_state: dict[str, Any]) -> None:
+        """Cancel the job with ``scancel``.
+
+        If the controller cannot be reached the cancellation is retried at
+        every poll until it goes through or the job ended.
+        """
+        tracked = self._track(job_id, _slurm_id(job_id, runner_state))
+        tracked.cancel_requested = True
+        if tracked.finished.is_set():
+            return
+        try:
+            await self.cli.scancel(tracked.slurm_id)
+        except SlurmUnavailableError as e:
+            self.log.warning(
+                "job_id=%s aborted; scancel will be retried: %s", job_id, e
+            )
+        self._wake.set()
+
+    async def reattach(self, job_id: str, runner_state: dict[str, Any]) -> bool:
+        """Find a job submitted before a restart.
+
+        Returns
+        -------
+        found : `bool`
+            True if Slurm (or its accounting) knows the job under its
+            name, or if the controller cannot be asked now (it is then
+            followed until it answers); False if the job is gone.
+        """
+        slurm_id = _slurm_id(job_id, runner_state)
+        try:
+            fields = await self.cli.show_job(slurm_id)
+        except SlurmCommandError as e:
+            self.log.warning(
+                "job_id=%s recovered without check of Slurm job %s: %s",
+                job_id,
+                slurm_id,
+                e,
+            )
+            self._track(job_id, slurm_id)
+            return True
+        if fields is not None and fields.get("JobName") == JOB_NAME_PREFIX + job_id:
+            self._track(job_id, slurm_id)
+            self.log.info("job_id=%s recovered as Slurm job %s", job_id, slurm_id)
+            return True
+        outcome = await self.accounting_outcome(job_id, slurm_id)
+        if outcome is None:
+            self.log.warning(
+                "job_id=%s failed: Slurm job %s is unknown after restart",
+                job_id,
+                slurm_id,
+            )
+            return False
+        tracked = self._track(job_id, slurm_id)
+        self._finish(tracked, outcome)
+        self.log.info("job_id=%s recovered from Slurm accounting", job_id)
+        return True
+
+    async def accounting_outcome(self, job_id: str, slurm_id: str) -> RunOutcome | None:
+        """Read how a job ended from ``sacct`` (database, then job log).
+
+        Parameters
+        ----------
+        job_id : `str`
+            ts_ocps job id, to tell the job from others with a reused id.
+        slurm_id : `str`
+            Slurm job id.
+
+        Returns
+        -------
+        outcome : `RunOutcome` or `None`
+            None if neither knows an ended job of that id and name.
+        """
+        name = JOB_NAME_PREFIX + job_id
+        for completion in (False, True):
+            records = await self.cli.accounting(slurm_id, completion=completion)
+            for record in reversed(records):
+                if record.name == name and SLURM_STATES.get(record.state) == "ended":
+                    return _outcome(record.state, record.exit_code, "")
+        return None
+
+    def _track(self, job_id: str, slurm_id: str) -> _Tracked:
+        """Follow a job (if not yet followed) and make sure polling runs."""
+        tracked = self._tracked.get(slurm_id)
+        if tracked is None or tracked.job_id != job_id:
+            tracked = _Tracked(job_id=job_id, slurm_id=slurm_id, since=time.monotonic())
+            self._tracked[slurm_id] = tracked
+            if self._idle:
+                self._wake.set()
+        if self._poll_task is None or self._poll_task.done():
+            if self._closed:
+                raise RuntimeError("SlurmRunner is closed")
+            self._poll_task = asyncio.create_task(self._poll_loop())
+        return tracked
+
+    def _finish(self, tracked: _Tracked, outcome: RunOutcome) -> None:
+        """Record the end of a job and wake its waiters."""
+        tracked.outcome = outcome
+        tracked.started.set()
+        tracked.finished.set()
+
+    async def _poll_loop(self) -> None:
+        """Poll Slurm while any followed job has not ended."""
+        delay = self.poll_interval
+        while not self._closed:
+            if all(t.finished.is_set() for t in self._tracked.values()):
+                # Nothing to follow: sleep until a job is tracked.
+                self._idle = True
+                await self._wake.wait()
+                self._idle = False
+                delay = self.poll_interval
+            else:
+                try:
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+            self._wake.clear()
+            if self._closed:
+                break
+
+            try:
+                await self._poll_once()
+            except Exception as e:
+                if self._unreachable_since is None:
+                    self._unreachable_since = time.monotonic()
+                    self.log.warning(
+                        "Slurm poll failed; retrying with backoff: %s",
+                        e,
+                        exc_info=not isinstance(e, SlurmCommandError),
+                    )
+                delay = min(MAX_BACKOFF, delay * 2)
+                continue
+            if self._unreachable_since is not None:
+                self.log.info(
+                    "Slurm reachable again after %.1f s",
+                    time.monotonic() - self._unreachable_since,
+                )
+                self._unreachable_since = None
+            delay = self.poll_interval
+
+    async def _poll_once(self) -> None:
+        """Update every followed job from one ``squeue`` call."""
+        poll_start = time.monotonic()
+        entries = await self.cli.squeue()
+        for tracked in list(self._tracked.values()):
+            if tracked.finished.is_set():
+                continue
+            entry = entries.get(tracked.slurm_id)
+            if entry is None:
+                if tracked.since < poll_start:
+                    await self._resolve(tracked, None)
+                continue
+            meaning = SLURM_STATES.get(entry.state, "queued")
+            if entry.state != tracked.state:
+                tracked.state = entry.state
+                self.log.debug(
+                    "job_id=%s Slurm state %s (%s)",
+                    tracked.job_id,
+                    entry.state,
+                    entry.reason,
+                )
+            if meaning == "running" and not tracked.started.is_set():
+                self.log.info(
+                    "job_id=%s started as Slurm job %s",
+                    tracked.job_id,
+                    tracked.slurm_id,
+                )
+                tracked.started.set()
+            elif meaning == "ended":
+                await self._resolve(tracked, entry.state)
+            elif tracked.cancel_requested:
+                await self._retry_cancel(tracked)
+
+    async def _retry_cancel(self, tracked: _Tracked) -> None:
+        """Cancel again a job whose cancellation may not have arrived."""
+        try:
+            await self.cli.scancel(tracked.slurm_id)
+        except SlurmCommandError as e:
+            self.log.debug("job_id=%s scancel failed: %s", tracked.job_id, e)
+
+    async def _resolve(self, tracked: _Tracked, state: str | None) -> None:
+        """Find out how an ended (or vanished) job ended."""
+        fields = await self.cli.show_job(tracked.slurm_id)
+        if (
+            fields is not None
+            and fields.get("JobName") == JOB_NAME_PREFIX + tracked.job_id
+        ):
+            state = fields.get("JobState", state)
+            if state is None or SLURM_STATES.get(state) != "ended":
+                return
+            outcome = _outcome(
+                state,
+                parse_exit_code(fields.get("ExitCode", "")),
+                fields.get("Reason", ""),
+            )
+        else:
+            found = await self.accounting_outcome(tracked.job_id, tracked.slurm_id)
+            outcome = found or RunOutcome(
+                status=RunStatus.LOST,
+                message=f"Slurm job {tracked.slurm_id} vanished without a record",
+            )
+        self._log_end(tracked, outcome)
+        self._finish(tracked, outcome)
+
+    def _log_end(self, tracked: _Tracked, outcome: RunOutcome) -> None:
+        """Log the end of a job with the fixed verbs."""
+        if outcome.status == RunStatus.CANCELLED:
+            verb = "aborted"
+        elif outcome.status == RunStatus.EXITED and outcome.exit_code == 0:
+            verb = "finished"
+        else:
+            verb = "failed"
+        self.log.info(
+            "job_id=%s %s: Slurm job %s %s exit_code=%s %s",
+            tracked.job_id,
+            verb,
+            tracked.slurm_id,
+            outcome.status,
+            outcome.exit_code,
+            outcome.message,
+        )
+
+
+def _is_reserved(option: str) -> bool:
+    """Is an sbatch option (or an abbreviation of it) one the runner sets?"""
+    name = option.split("=", 1)[0]
+    if name.startswith("--"):
+        # sbatch accepts unambiguous abbreviations of long options.
+        return len(name) > 2 and any(
+            reserved.startswith(name)
+            for reserved in RESERVED_OPTIONS
+            if reserved.startswith("--")
+        )
+    return name[:2] in RESERVED_OPTIONS
+
+
+def _slurm_id(job_id: str, runner_state: dict[str, Any]) -> str:
+    """Read the Slurm job id from a runner state.
+
+    Raises
+    ------
+    ValueError
+        Raised if the state has no valid Slurm job id.
+    """
+    slurm_id = str(runner_state.get("slurm_job_id", ""))
+    if not slurm_id.isdigit():
+        raise ValueError(f"job_id={job_id} has no Slurm job id in {runner_state!r}")
+    return slurm_id
+
+
+def _slurm_path(path: pathlib.Path) -> str:
+    """Make an absolute path safe from Slurm's ``%`` file-name patterns."""
+    text = str(path.absolute())
+    if "\\" in text:
+        # Slurm does not expand patterns at all in a name with a backslash.
+        return text
+    return text.replace("%", "%%")
+
+
+def _outcome(state: str, exit_code: int | None, reason: str) -> RunOutcome:
+    """Map a final Slurm state and exit code to a `RunOutcome`."""
+    detail = "" if reason in ("", "None") else f" ({reason})"
+    if state in ("TIMEOUT", "CANCELLED") and exit_code == 0:
+        # Slurm writes 0:0 for a job cancelled before it ran.
+        exit_code = None
+    if state == "COMPLETED":
+        return RunOutcome(status=RunStatus.EXITED, exit_code=exit_code or 0)
+    if state == "TIMEOUT":
+        return RunOutcome(
+            status=RunStatus.TIMEOUT, exit_code=exit_code, message="time limit exceeded"
+        )
+    if state == "CANCELLED":
+        return RunOutcome(
+            status=RunStatus.CANCELLED,
+            exit_code=exit_code,
+            message=f"Slurm job cancelled{detail}",
+        )
+    if exit_code == 0:
+        # An ended job that Slurm calls failed has no usable exit code.
+        exit_code = None
+    return RunOutcome(
+        status=RunStatus.EXITED,
+        exit_code=exit_code,
+        message=f"Slurm job state {state}{detail}",
+    )
