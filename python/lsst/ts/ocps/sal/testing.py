@@ -57,6 +57,9 @@ from .topics import ReadTopic, Sample
 STD_TIMEOUT = 30.0
 """Seconds a harness waits for an expected event or ack."""
 
+_TEST_ENV_VARS = ("LSST_TOPIC_SUBNAME", "LSST_SITE")
+"""Environment variables `BaseCscTestCase` sets per test and restores."""
+
 _ORDER = [State.OFFLINE, State.STANDBY, State.DISABLED, State.ENABLED]
 
 
@@ -414,8 +417,16 @@ class BaseCscTestCase(abc.ABC):
     _harness: CscHarness | None = None
 
     def run(self, result: Any = None) -> Any:
+        saved = {name: os.environ.get(name) for name in _TEST_ENV_VARS}
         set_test_environment()
-        return super().run(result)  # type: ignore[misc]
+        try:
+            return super().run(result)
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
     @abc.abstractmethod
     def basic_make_csc(
