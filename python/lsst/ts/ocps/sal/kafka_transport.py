@@ -80,6 +80,12 @@ _RETRIABLE_CODES = frozenset(
 REQUEST_TIMEOUT = 5.0
 """Timeout of one blocking broker or registry request (seconds)."""
 
+METADATA_TIMEOUT = 2.0
+"""Timeout of one topic listing; an unreachable broker fails it (seconds)."""
+
+CLOSE_TIMEOUT = 2.0
+"""Longest wait for pending writes and group deletion at close (seconds)."""
+
 WARNING_INTERVAL = 10.0
 """A repeated warning of one kind is logged at most this often (seconds)."""
 
@@ -163,6 +169,9 @@ class KafkaTransport(Transport):
         Records fetched per consumer call.
     consume_timeout : `float`, optional
         How long one consumer call waits for records (seconds).
+    warning_interval : `float`, optional
+        A repeated warning of one kind (bad records, broker unreachable)
+        is logged at most this often (seconds).
 
     Notes
     -----
@@ -182,6 +191,7 @@ class KafkaTransport(Transport):
         retry_max: float = 10.0,
         num_messages: int = 1,
         consume_timeout: float = 0.1,
+        warning_interval: float = WARNING_INTERVAL,
     ) -> None:
         self.config = config
         self.retry_initial = retry_initial
@@ -189,7 +199,7 @@ class KafkaTransport(Transport):
         self.num_messages = num_messages
         self.consume_timeout = consume_timeout
         self.log = logging.getLogger("ocps.sal.kafka")
-        self._warnings = _LimitedWarnings(self.log)
+        self._warnings = _LimitedWarnings(self.log, warning_interval)
 
         self.group_id = ""
         self.schema_ids: dict[str, int] = {}
@@ -355,7 +365,7 @@ class KafkaTransport(Transport):
 
     def _existing_topics(self) -> set[str]:
         assert self._admin is not None
-        metadata = self._admin.list_topics(timeout=REQUEST_TIMEOUT)
+        metadata = self._admin.list_topics(timeout=METADATA_TIMEOUT)
         self._admin.poll(0)
         return {name for name, info in metadata.topics.items() if info.error is None}
 
@@ -704,17 +714,25 @@ class KafkaTransport(Transport):
         for thread in self._threads:
             await asyncio.to_thread(thread.join)
         self._threads.clear()
-        if self._consumer is not None:
-            consumer, self._consumer = self._consumer, None
-            await asyncio.to_thread(self._close_consumer, consumer)
-        if self._producer is not None:
-            producer, self._producer = self._producer, None
-            left = await asyncio.to_thread(producer.flush, REQUEST_TIMEOUT)
-            if left:
-                self.log.warning(
-                    "%s: %d Kafka records not delivered at close", self._identity, left
-                )
+
+        # Leaving the group and flushing are independent: with the broker
+        # away each waits for its timeout, so wait for both at once.
+        consumer, self._consumer = self._consumer, None
+        producer, self._producer = self._producer, None
+        steps = []
+        if consumer is not None:
+            steps.append(asyncio.to_thread(self._close_consumer, consumer))
+        if producer is not None:
+            steps.append(asyncio.to_thread(self._close_producer, producer))
+        await asyncio.gather(*steps)
         self._admin = None
+
+    def _close_producer(self, producer: Producer) -> None:
+        left = producer.flush(CLOSE_TIMEOUT)
+        if left:
+            self.log.warning(
+                "%s: %d Kafka records not delivered at close", self._identity, left
+            )
 
     def _close_consumer(self, consumer: Consumer) -> None:
         try:
@@ -727,10 +745,13 @@ class KafkaTransport(Transport):
             return
         try:
             futures = self._admin.delete_consumer_groups(
-                [self.group_id], request_timeout=REQUEST_TIMEOUT
+                [self.group_id], request_timeout=CLOSE_TIMEOUT
             )
             for future in futures.values():
-                future.result(timeout=REQUEST_TIMEOUT)
+                future.result(timeout=CLOSE_TIMEOUT + 1)
+            self.log.debug(
+                "%s: deleted consumer group %s", self._identity, self.group_id
+            )
         except Exception as e:
             self.log.warning(
                 "%s: could not delete consumer group %s: %s",
