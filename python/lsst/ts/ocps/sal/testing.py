@@ -420,7 +420,7 @@ class BaseCscTestCase(abc.ABC):
         saved = {name: os.environ.get(name) for name in _TEST_ENV_VARS}
         set_test_environment()
         try:
-            return super().run(result)
+            return super().run(result)  # type: ignore[misc]
         finally:
             for name, value in saved.items():
                 if value is None:
