@@ -199,7 +199,7 @@ async def test_serialized_or_concurrent(
 async def test_commands_for_another_index_are_ignored(
     controller: Controller,
 ) -> None:
-    calls = []
+    calls: list[sal.Sample] = []
     controller.cmd_execute.callback = calls.append
     for index in (0, 2):
         async with Remote(None, "OCPS", index=index) as other:
@@ -215,7 +215,7 @@ async def test_commands_for_another_index_are_ignored(
 async def test_bad_records_are_skipped(
     controller: Controller, remote: Remote, caplog: pytest.LogCaptureFixture
 ) -> None:
-    calls = []
+    calls: list[sal.Sample] = []
     controller.cmd_execute.callback = calls.append
     bus = InProcessBus.get()
     topic = controller.salinfo.topic_info("command_execute")
