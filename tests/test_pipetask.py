@@ -138,6 +138,11 @@ async def test_two_task_pipeline(pipetask_manager: PipetaskSetup) -> None:
     records = [json.loads(line) for line in log_path.read_text().splitlines()]
     assert any(r["name"].startswith("lsst.") for r in records)
 
+    # The wrapper's own lines lead with the job id.
+    stderr = setup.manager.log_path(job.job_id, "stderr").read_text()
+    assert f"job_id={job.job_id} started pipetask " in stderr
+    assert f"job_id={job.job_id} finished exit_code=0 outputs={len(listed)}" in stderr
+
 
 async def test_subset_and_output_glob(pipetask_manager: PipetaskSetup) -> None:
     """A ``#subset`` suffix is kept; output_glob applies by default."""
@@ -234,6 +239,8 @@ async def test_failures(
     assert message.startswith("pipetask failed: ")
     for text in expected:
         assert text in message
+    stderr = pipetask_manager.manager.log_path(job.job_id, "stderr").read_text()
+    assert f"job_id={job.job_id} failed exit_code=1 {message}" in stderr
 
 
 async def test_task_failure_details(pipetask_manager: PipetaskSetup) -> None:

@@ -485,54 +485,25 @@ def _make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(args: Sequence[str] | None = None) -> int:
-    """Run the wrapper; return the exit code.
+def _prepare(options: argparse.Namespace, result: dict[str, Any]) -> list[str]:
+    """Check the arguments in the job's environment; return pipetask's argv.
 
-    Parameters
-    ----------
-    args : `collections.abc.Sequence` [`str`] or `None`
-        Command-line arguments; None for ``sys.argv[1:]``.
+    Raises
+    ------
+    ParameterError
+        Raised if an argument is refused.
     """
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
-    )
-    _log.addHandler(handler)
-    _log.setLevel(logging.INFO)
-    _log.propagate = False
+    job_id = result["jobId"]
+    if not job_id:
+        raise ParameterError("OCPS_JOB_ID is not set; run this through OCPS")
+    apply_environment(options.environment)
+    result["pipelines"] = _check_version(options.version, os.environ)
+    if options.version:
+        os.environ["EUPS_TAG"] = options.version
+    config = parse_config(options.config)
+    pipeline = expand_pipeline(options.pipeline, os.environ)
 
-    options = _make_parser().parse_args(args)
-    environ = dict(os.environ)
-    job_id = environ.get("OCPS_JOB_ID", "")
-    work_dir = pathlib.Path(environ.get("OCPS_WORK_DIR", "."))
-    result_file = pathlib.Path(
-        environ.get("OCPS_RESULT_FILE", str(work_dir / "result.json"))
-    )
-    result: dict[str, Any] = {
-        "jobId": job_id,
-        "version": options.version,
-        "butler": options.butler,
-        "outputCollection": output_collection(job_id),
-        "outputRun": output_run(job_id),
-        "results": [],
-    }
-
-    try:
-        if not job_id:
-            raise ParameterError("OCPS_JOB_ID is not set; run this through OCPS")
-        apply_environment(options.environment)
-        environ = dict(os.environ)
-        result["pipelines"] = _check_version(options.version, environ)
-        config = parse_config(options.config)
-        pipeline = expand_pipeline(options.pipeline, environ)
-        if options.version:
-            os.environ["EUPS_TAG"] = options.version
-    except ParameterError as e:
-        result["error"] = {"message": str(e)}
-        _write_result(result_file, result)
-        _log.error("job_id=%s failed before pipetask: %s", job_id, e)
-        return USAGE_EXIT_CODE
-
+    work_dir = pathlib.Path(os.environ.get("OCPS_WORK_DIR", "."))
     inputs = split_list(options.input_collection)
     argv = build_pipetask_argv(
         job_id=job_id,
@@ -549,18 +520,27 @@ def main(args: Sequence[str] | None = None) -> int:
         command=argv,
         logFile=str(work_dir / "pipetask.json"),
     )
-    _log.info("job_id=%s started %s", job_id, shlex.join(argv))
-    exit_code, stderr_tail = run_pipetask(argv)
-    result["exitCode"] = exit_code
+    return argv
 
+
+def _report(
+    options: argparse.Namespace,
+    result: dict[str, Any],
+    exit_code: int,
+    stderr_tail: Sequence[str],
+) -> None:
+    """Add the run's summary, outputs and any error to ``result``."""
+    work_dir = pathlib.Path(result["logFile"]).parent
     summary_path = work_dir / "summary.json"
-    brief = None
+    warnings = result.setdefault("warnings", [])
+    result["exitCode"] = exit_code
+    result["summary"] = None
     if summary_path.exists():
         try:
-            brief = summarize(json.loads(summary_path.read_text(encoding="utf-8")))
-        except (OSError, ValueError) as e:
-            result["warnings"] = [f"cannot read {summary_path}: {e}"]
-    result["summary"] = brief
+            summary = json.loads(summary_path.read_text(encoding="utf-8"))
+            result["summary"] = summarize(summary)
+        except (OSError, ValueError, AttributeError) as e:
+            warnings.append(f"cannot read {summary_path}: {e!r}")
 
     patterns = split_list(options.output_dataset_types) or split_list(
         options.output_glob
@@ -568,25 +548,80 @@ def main(args: Sequence[str] | None = None) -> int:
     if patterns:
         try:
             results, total = list_outputs(
-                options.butler, output_run(job_id), patterns, options.max_results
+                options.butler, result["outputRun"], patterns, options.max_results
             )
         except Exception as e:
-            # Listing is a report on a finished run; its failure must not
-            # change the run's outcome, so it only becomes a warning.
-            result.setdefault("warnings", []).append(f"cannot list outputs: {e!r}")
+            # Listing reports on a finished run; its failure must not change
+            # the run's outcome, so it only becomes a warning.
+            warnings.append(f"cannot list outputs: {e!r}")
         else:
             result["results"] = results
             result["resultsTotal"] = total
 
     if exit_code != 0:
         message = describe_failure(
-            exit_code, brief, work_dir / "pipetask.json", stderr_tail
+            exit_code, result["summary"], work_dir / "pipetask.json", stderr_tail
         )
         result["error"] = {"message": message}
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Run the wrapper; return the exit code.
+
+    Parameters
+    ----------
+    args : `collections.abc.Sequence` [`str`] or `None`
+        Command-line arguments; None for ``sys.argv[1:]``.
+
+    Returns
+    -------
+    exit_code : `int`
+        pipetask's exit code, or `USAGE_EXIT_CODE` if the arguments were
+        refused before pipetask started.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    )
+    _log.addHandler(handler)
+    _log.setLevel(logging.INFO)
+    _log.propagate = False
+
+    options = _make_parser().parse_args(args)
+    job_id = os.environ.get("OCPS_JOB_ID", "")
+    work_dir = pathlib.Path(os.environ.get("OCPS_WORK_DIR", "."))
+    result_file = pathlib.Path(
+        os.environ.get("OCPS_RESULT_FILE", str(work_dir / "result.json"))
+    )
+    result: dict[str, Any] = {
+        "jobId": job_id,
+        "version": options.version,
+        "butler": options.butler,
+        "outputCollection": output_collection(job_id),
+        "outputRun": output_run(job_id),
+        "results": [],
+    }
+
+    try:
+        argv = _prepare(options, result)
+    except ParameterError as e:
+        result["error"] = {"message": str(e)}
         _write_result(result_file, result)
-        _log.error("job_id=%s failed exit_code=%d %s", job_id, exit_code, message)
+        _log.error("job_id=%s failed before pipetask: %s", job_id, e)
+        return USAGE_EXIT_CODE
+
+    _log.info("job_id=%s started %s", job_id, shlex.join(argv))
+    exit_code, stderr_tail = run_pipetask(argv)
+    _report(options, result, exit_code, stderr_tail)
+    _write_result(result_file, result)
+    if exit_code != 0:
+        _log.error(
+            "job_id=%s failed exit_code=%d %s",
+            job_id,
+            exit_code,
+            result["error"]["message"],
+        )
     else:
-        _write_result(result_file, result)
         _log.info(
             "job_id=%s finished exit_code=0 outputs=%d",
             job_id,
