@@ -6,6 +6,7 @@ import asyncio
 import enum
 import json
 import os
+import signal
 import sys
 
 import pytest
@@ -150,3 +151,30 @@ async def test_second_process_refuses_to_start(
             if process is not None and process.returncode is None:
                 process.kill()
                 await process.wait()
+
+
+@pytest.mark.usefixtures("kafka_env")
+async def test_sigterm_closes_the_csc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LSST_SITE", "test")
+    argv = CSC_ARGV + ["15", "--configdir", str(GOOD)]
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        async with Remote(None, "OCPS", index=15) as remote:
+            data = await remote.evt_summaryState.next(
+                flush=False, timeout=STD_TIMEOUT * 2
+            )
+            assert data.summaryState == State.STANDBY
+            process.send_signal(signal.SIGTERM)
+            _, stderr = await asyncio.wait_for(process.communicate(), STD_TIMEOUT)
+            assert process.returncode == 0
+            assert b"Signal received; closing" in stderr
+            assert b"Traceback" not in stderr
+            # No OFFLINE summaryState on a signal.
+            with pytest.raises(TimeoutError):
+                await remote.evt_summaryState.next(flush=False, timeout=1)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

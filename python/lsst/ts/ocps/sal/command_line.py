@@ -218,6 +218,7 @@ async def amain(
         await csc.done_task
     finally:
         stop_task.cancel()
-        await asyncio.gather(stop_task, return_exceptions=True)
+        # The start task fails with the same error as done_task, if any.
+        await asyncio.gather(stop_task, csc.start_task, return_exceptions=True)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
