@@ -11,7 +11,6 @@ from lsst.ts.ocps import sal
 from lsst.ts.ocps.models import ExecutionPhase
 from lsst.ts.ocps.ocps_csc import OcpsCsc
 from support.csc import (
-    CONFIGS_DIR,
     STD_TIMEOUT,
     csc_env,
     make_ocps,
