@@ -63,6 +63,22 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+async def ends(pid: int) -> bool:
+    """Wait (without polling) for a process to end; True once it has."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    loop = asyncio.get_running_loop()
+    ended = loop.create_future()
+    loop.add_reader(pidfd, ended.set_result, True)
+    try:
+        return await asyncio.wait_for(ended, STD_TIMEOUT)
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+
+
 def make_fifo(tmp_path: pathlib.Path, name: str) -> pathlib.Path:
     path = tmp_path / name
     os.mkfifo(path)
@@ -128,7 +144,7 @@ async def test_terminate_stops_the_whole_group(
     outcome = await asyncio.wait_for(runner.wait_finished("job1", state), STD_TIMEOUT)
     assert outcome.status == RunStatus.CANCELLED
     assert outcome.exit_code == -signal.SIGTERM
-    assert not alive(grandchild)
+    assert await ends(grandchild)
 
 
 async def test_leftover_background_process_is_killed(
@@ -140,7 +156,7 @@ async def test_leftover_background_process_is_killed(
     grandchild = int(await read_fifo(fifo))
     outcome = await asyncio.wait_for(runner.wait_finished("job1", state), STD_TIMEOUT)
     assert outcome.status == RunStatus.EXITED and outcome.exit_code == 0
-    assert not alive(grandchild)
+    assert await ends(grandchild)
 
 
 async def test_time_limit(tmp_path: pathlib.Path, runner: LocalRunner) -> None:

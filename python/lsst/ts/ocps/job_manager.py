@@ -367,7 +367,7 @@ class JobManager:
             elif job.phase is ExecutionPhase.QUEUED:
                 self._queue[job_id] = None
                 self._schedule()
-        return copy.deepcopy(job)
+        return _copy_job(job)
 
     async def get_job(self, job_id: str) -> Job:
         """Return a job.
@@ -379,7 +379,7 @@ class JobManager:
         """
         job = self._active.get(job_id)
         if job is not None:
-            return copy.deepcopy(job)
+            return _copy_job(job)
         return await self.journal.get(job_id)
 
     async def list_jobs(
@@ -521,7 +521,8 @@ class JobManager:
 
         The callback may be a coroutine function; it is awaited. Listeners
         are called in the order they were added; an exception is logged
-        and does not stop the others.
+        and does not stop the others. All listeners of one change share
+        one copy of the job, which they must not modify.
         """
         self._listeners.append(callback)
 
@@ -725,10 +726,15 @@ class JobManager:
         outcome = await runner.wait_finished(job.job_id, state)
         job_type = self.job_types.get(job.type)
         globs = [] if job_type is None else job_type.output_globs
-        loop = asyncio.get_running_loop()
-        job_info, results = await loop.run_in_executor(
-            None, _collect_outputs, self.work_dir(job.job_id), globs
-        )
+        work_dir = self.work_dir(job.job_id)
+        if globs:
+            # Globbing a big output tree may take a while: off the loop.
+            loop = asyncio.get_running_loop()
+            job_info, results = await loop.run_in_executor(
+                None, _collect_outputs, work_dir, globs
+            )
+        else:
+            job_info, results = _collect_outputs(work_dir, globs)
         phase, error = _outcome_phase(outcome)
         async with self._lock(job.job_id):
             await self._end(
@@ -742,7 +748,7 @@ class JobManager:
 
     def _launch_spec(self, job: Job, job_type: JobType) -> LaunchSpec:
         work_dir = self.work_dir(job.job_id)
-        (work_dir / PRIVATE_DIR_NAME).mkdir(parents=True, exist_ok=True)
+        work_dir.mkdir(exist_ok=True)
         env = {name: os.environ[name] for name in BASE_ENV_NAMES if name in os.environ}
         env.update(job_type.render_environment(job.parameters))
         env.update(
@@ -827,9 +833,10 @@ class JobManager:
         event = self._changed.pop(job.job_id, None)
         if event is not None:
             event.set()
+        snapshot = _copy_job(job)
         for listener in list(self._listeners):
             try:
-                result = listener(copy.deepcopy(job))
+                result = listener(snapshot)
                 if inspect.isawaitable(result):
                     await result
             except Exception:
@@ -920,6 +927,21 @@ class JobManager:
             ended = await self.journal.get(job_id)
             raise JobStateError(f"job_id={job_id} has ended already ({ended.phase})")
         return job
+
+
+def _copy_job(job: Job) -> Job:
+    """Return a copy of the job that shares no mutable data with it."""
+    error = job.error_summary
+    return dataclasses.replace(
+        job,
+        parameters=copy.deepcopy(job.parameters),
+        error_summary=None if error is None else dataclasses.replace(error),
+        results=[dataclasses.replace(result) for result in job.results],
+        prereq_jobs=list(job.prereq_jobs),
+        wait_for=list(job.wait_for),
+        job_info=copy.deepcopy(job.job_info),
+        runner_state=copy.deepcopy(job.runner_state),
+    )
 
 
 def _check_seconds(name: str, value: Any) -> None:

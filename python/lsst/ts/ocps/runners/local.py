@@ -45,6 +45,7 @@ import json
 import logging
 import os
 import pathlib
+import select
 import shutil
 import signal
 import sys
@@ -132,7 +133,8 @@ class LocalRunner(Runner):
             )
 
         private_dir = spec.work_dir / PRIVATE_DIR_NAME
-        private_dir.mkdir(parents=True, exist_ok=True)
+        if not private_dir.is_dir():
+            private_dir.mkdir(parents=True)
         exit_path = private_dir / EXIT_FILE_NAME
         exit_path.unlink(missing_ok=True)
         request = {
@@ -146,7 +148,6 @@ class LocalRunner(Runner):
             "time_limit": spec.time_limit,
             "kill_grace": self.kill_grace,
             "exit_file": str(exit_path),
-            "supervisor_log": str(private_dir / "supervisor.log"),
         }
         reply = await self._request(request)
         if "error" in reply:
@@ -223,8 +224,12 @@ class LocalRunner(Runner):
         exit file?"""
         pidfd = self._open_pidfd(runner_state)
         if pidfd is not None:
-            os.close(pidfd)
-            return True
+            try:
+                # A readable pidfd means the supervisor has ended.
+                if not select.select([pidfd], [], [], 0)[0]:
+                    return True
+            finally:
+                os.close(pidfd)
         return pathlib.Path(runner_state["exit_file"]).is_file()
 
     def _open_pidfd(self, runner_state: dict[str, Any]) -> int | None:

@@ -134,11 +134,14 @@ def _kill_group(pgid: int, signum: int) -> None:
 
 
 def _write_exit_file(path: str, status: str, exit_code: int) -> None:
+    """Write the exit file by renaming a complete temporary file.
+
+    No fsync: like the journal (WAL, synchronous=NORMAL), this survives a
+    crash of any process, not a power loss.
+    """
     temp_path = f"{path}.tmp"
     with open(temp_path, "w") as file:
         json.dump({"status": status, "exit_code": exit_code}, file)
-        file.flush()
-        os.fsync(file.fileno())
     os.replace(temp_path, path)
 
 
@@ -255,8 +258,9 @@ def _become_supervisor(request: dict[str, Any], launcher_fds: list[int]) -> None
         for fd in launcher_fds:
             os.close(fd)
         null = os.open(os.devnull, os.O_RDWR)
+        # The supervisor's own complaints go to the job's stderr file.
         log_fd = os.open(
-            request["supervisor_log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
+            request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
         )
         os.dup2(null, 0)
         os.dup2(null, 1)
