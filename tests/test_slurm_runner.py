@@ -28,11 +28,11 @@ import os
 import pathlib
 import socket
 import sys
-import time
+from typing import Any
 
 import pytest
-from lsst.ts.ocps.runners.base import LaunchSpec, RunStatus
-from lsst.ts.ocps.runners.slurm import SlurmRunner
+from lsst.ts.ocps.runners.base import LaunchSpec, RunOutcome, RunStatus
+from lsst.ts.ocps.runners.slurm import SlurmRunner, SlurmSpecError
 from lsst.ts.ocps.runners.slurm_cli import (
     SlurmCommandError,
     SlurmUnavailableError,
@@ -59,7 +59,7 @@ def make_spec(
     *,
     env: dict[str, str] | None = None,
     time_limit: float = 0.0,
-    options: dict | None = None,
+    options: dict[str, Any] | None = None,
     dir_name: str | None = None,
 ) -> LaunchSpec:
     """Make a LaunchSpec with a fresh work dir under ``tmp_path``."""
@@ -77,7 +77,9 @@ def make_spec(
     )
 
 
-async def run_job(runner: SlurmRunner, spec: LaunchSpec) -> tuple[dict, object]:
+async def run_job(
+    runner: SlurmRunner, spec: LaunchSpec
+) -> tuple[dict[str, Any], RunOutcome]:
     """Launch a job and wait for its end; return its state and outcome."""
     state = await runner.launch(spec)
     await asyncio.wait_for(runner.wait_started(spec.job_id, state), STD_TIMEOUT)
@@ -139,7 +141,7 @@ def test_options_checked() -> None:
         {"partition": "debug", "cpus": 2, "memory": "1G", "sbatch_options": ["--qos=x"]}
     )
     SlurmRunner.check_options({"memory": 512})
-    bad = [
+    bad: list[tuple[dict[str, Any], str]] = [
         ({"cpu": 1}, "unknown Slurm runner options"),
         ({"cpus": 0}, "cpus=0"),
         ({"cpus": True}, "cpus=True"),
@@ -463,7 +465,9 @@ async def test_rejected_submission(
         await slurm_runner.launch(spec)
     assert not isinstance(info.value, SlurmUnavailableError)
     assert not info.value.transient
-    with pytest.raises(ValueError, match="cpus=-1"):
+    with pytest.raises(SlurmSpecError, match="cpus=-1") as spec_info:
         await slurm_runner.launch(
             make_spec(tmp_path, "badcpus", ["/bin/true"], options={"cpus": -1})
         )
+    assert isinstance(spec_info.value, ValueError)
+    assert isinstance(spec_info.value, OSError)

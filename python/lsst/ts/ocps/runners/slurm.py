@@ -21,7 +21,7 @@
 
 """A runner that submits jobs to Slurm and follows them through its CLI."""
 
-__all__ = ["SLURM_STATES", "SlurmRunner"]
+__all__ = ["SLURM_STATES", "SlurmRunner", "SlurmSpecError"]
 
 import asyncio
 import collections.abc
@@ -100,6 +100,17 @@ MAX_BACKOFF = 10.0  # seconds between polls while the controller is away
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MEMORY_RE = re.compile(r"[1-9][0-9]*[KMGT]?")
+
+
+class SlurmSpecError(OSError, ValueError):
+    """Raised by `SlurmRunner.launch` if a job cannot be made a Slurm job.
+
+    It is an `OSError`, as `Runner.launch` promises, and a `ValueError`:
+    the job's command, environment or runner options are wrong, so
+    retrying the same job will not help.
+    """
+
+    transient = False
 
 
 @dataclasses.dataclass
@@ -383,17 +394,24 @@ class SlurmRunner(Runner):
 
         Raises
         ------
-        ValueError
-            Raised if the spec cannot be expressed as a Slurm job (see
-            `make_script` and `check_options`).
+        SlurmSpecError
+            Raised (an `OSError` and a `ValueError`) if the spec cannot be
+            expressed as a Slurm job (see `make_script` and
+            `check_options`).
         SlurmUnavailableError
             Raised (an `OSError`, ``transient`` True) if the controller
             cannot be reached.
         SlurmCommandError
             Raised (an `OSError`) if Slurm rejected the job.
         """
-        script = self.make_script(spec)
-        options = self.make_sbatch_options(spec)
+        try:
+            script = self.make_script(spec)
+            options = self.make_sbatch_options(spec)
+        except ValueError as e:
+            raise SlurmSpecError(f"not a valid Slurm job: {e}") from e
+        # Slurm does not create missing directories of the output files.
+        for path in (spec.stdout_path, spec.stderr_path):
+            path.parent.mkdir(parents=True, exist_ok=True)
         slurm_id, cluster = await self.cli.sbatch(options, script)
         self.log.info("job_id=%s submitted as Slurm job %s", spec.job_id, slurm_id)
         self._track(spec.job_id, slurm_id)
@@ -695,8 +713,9 @@ def _outcome(state: str, exit_code: int | None, reason: str) -> RunOutcome:
             exit_code=exit_code,
             message=f"Slurm job cancelled{detail}",
         )
-    if exit_code == 0:
-        # An ended job that Slurm calls failed has no usable exit code.
+    if exit_code == 0 or reason == "JobLaunchFailure":
+        # No usable exit code: Slurm failed the job, not the job itself
+        # (a launch failure shows Slurm's internal signal 53).
         exit_code = None
     return RunOutcome(
         status=RunStatus.EXITED,
