@@ -225,6 +225,10 @@ class AckCmdReader(ReadTopic):
 
     def __init__(self, *, salinfo: SalInfo, topic_info: TopicInfo) -> None:
         super().__init__(salinfo=salinfo, topic_info=topic_info, max_history=0)
+        # Known shortcoming: a command that times out and never gets a
+        # final ack stays here (so next_ackcmd can keep waiting for it)
+        # until the Remote closes. Bound it if long-lived Remotes send many
+        # commands to CSCs that drop them.
         self._waits: dict[int, _CommandWait] = {}
 
     def add_wait(self, seq_num: int) -> _CommandWait:
