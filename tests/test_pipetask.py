@@ -195,6 +195,30 @@ async def test_prerequisite_outputs_feed_next_job(
     assert len(result_of(second)["results"]) == DETECTORS
 
 
+async def test_concurrent_jobs_share_repo(pipetask_manager: PipetaskSetup) -> None:
+    """Several executes at once: each job writes its own collection."""
+    setup = pipetask_manager
+    jobs = [
+        await setup.manager.submit(
+            "pipetask",
+            setup.parameters(
+                data_query=f"instrument='INSTRU' AND detector={det}",
+                output_dataset_types="add_dataset2",
+            ),
+        )
+        for det in (1, 2)
+    ]
+    ended = await asyncio.wait_for(
+        asyncio.gather(*(setup.manager.wait_terminal(j.job_id) for j in jobs)),
+        STD_TIMEOUT,
+    )
+    for job, det in zip(ended, (1, 2)):
+        assert job.phase is ExecutionPhase.COMPLETED, job.job_info
+        [listed] = result_of(job)["results"]
+        assert listed["dataId"]["detector"] == det
+        assert f"/u/ocps/{job.job_id}/run/" in listed["uri"]
+
+
 @pytest.mark.parametrize(
     "overrides, expected",
     [

@@ -6,8 +6,11 @@ read files and text.
 """
 
 import json
+import os
 import pathlib
 import shlex
+import subprocess
+import sys
 
 import pytest
 from lsst.ts.ocps import ParameterError
@@ -21,7 +24,12 @@ from lsst.ts.ocps.pipetask import (
     preprocess,
     split_list,
 )
-from lsst.ts.ocps.pipetask.job import describe_failure, parse_traceback, summarize
+from lsst.ts.ocps.pipetask.job import (
+    USAGE_EXIT_CODE,
+    describe_failure,
+    parse_traceback,
+    summarize,
+)
 
 JOB_TYPES_DIR = pathlib.Path(__file__).resolve().parents[1] / "config" / "job_types"
 
@@ -346,3 +354,45 @@ def test_split_list() -> None:
     assert split_list(" a, b,,a ,c ") == ["a", "b", "c"]
     assert split_list("") == []
     assert shlex.split("-i 'a b'") == ["-i", "a b"]
+
+
+def run_wrapper(
+    tmp_path: pathlib.Path, args: list[str], job_id: str | None = "job1"
+) -> tuple[int, dict, str]:
+    """Run the wrapper as a job would; return exit code, result, stderr."""
+    env = {"PATH": os.environ["PATH"], "OCPS_WORK_DIR": str(tmp_path)}
+    env["OCPS_RESULT_FILE"] = str(tmp_path / "result.json")
+    if job_id is not None:
+        env["OCPS_JOB_ID"] = job_id
+    process = subprocess.run(
+        [sys.executable, "-m", "lsst.ts.ocps.pipetask.job", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    result = json.loads((tmp_path / "result.json").read_text())
+    return process.returncode, result, process.stderr
+
+
+@pytest.mark.parametrize(
+    "args, job_id, message",
+    [
+        (["--config=-o x"], "job1", "option '-o' is not allowed"),
+        (["--environment=[1]"], "job1", "must be an object of string values"),
+        (["--environment={"], "job1", "parameter 'environment': not JSON"),
+        (["--pipeline=${UNSET_DIR}/p.yaml"], "job1", "'UNSET_DIR' used in"),
+        ([], None, "OCPS_JOB_ID is not set"),
+    ],
+)
+def test_wrapper_checks_again(
+    tmp_path: pathlib.Path, args: list[str], job_id: str | None, message: str
+) -> None:
+    """The wrapper refuses what the preprocessor refuses, before pipetask."""
+    exit_code, result, stderr = run_wrapper(
+        tmp_path, ["--butler=/repo", "--pipeline=/p.yaml", *args], job_id
+    )
+    assert exit_code == USAGE_EXIT_CODE
+    assert message in result["error"]["message"]
+    assert f"job_id={job_id or ''} failed before pipetask: " in stderr
+    assert not (tmp_path / "pipetask.json").exists()

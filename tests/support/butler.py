@@ -15,6 +15,7 @@ __all__ = [
     "butler_repo_template",
     "input_array",
     "pipetask_environment",
+    "pipelines_on_path",
     "pipetask_manager",
     "read_arrays",
 ]
@@ -151,18 +152,24 @@ class PipetaskSetup:
 
 
 @pytest.fixture
+def pipelines_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put this Python's directory first on ``PATH`` for the test.
+
+    The pipetask job type runs ``python3``, found on the ``PATH`` that jobs
+    inherit from the server; it must be this Python, which has ts_ocps and
+    the pipelines (an activated venv, as at a site).
+    """
+    monkeypatch.setenv("PATH", f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+@pytest.fixture
 async def pipetask_manager(
     tmp_path: pathlib.Path,
     butler_repo: str,
     pipetask_environment: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    pipelines_on_path: None,
 ) -> AsyncIterator[PipetaskSetup]:
-    """A started `JobManager` with the shipped job types and a test repo.
-
-    The job's ``python3`` must be this Python (it has the pipelines), so
-    its directory goes first on ``PATH``, which jobs inherit.
-    """
-    monkeypatch.setenv("PATH", f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}")
+    """A started `JobManager` with the shipped job types and a test repo."""
     registry = JobTypeRegistry.from_directory(JOB_TYPES_DIR)
     config = ManagerConfig(state_dir=tmp_path / "state", kill_grace=2.0)
     manager = JobManager(config, registry, log=logging.getLogger("ocps.test.pipetask"))
