@@ -30,6 +30,7 @@ import logging
 import pytest
 from lsst.ts.ocps import sal
 from lsst.ts.ocps.sal import AckError, ExpectedError, SalRetCode, State
+from lsst.ts.ocps.sal.testing import make_csc
 from lsst.ts.ocps.sal.testing_csc import MinimalOcpsCsc
 from support.sal import (  # noqa: F401
     CONFIGS_DIR,
@@ -392,3 +393,15 @@ async def test_no_duplicate_starts() -> None:
     finally:
         await csc.close()
     assert csc.done_task.done() and csc.done_task.exception() is None
+
+
+@pytest.mark.usefixtures("sal_env")
+async def test_log_records_before_start_are_buffered() -> None:
+    def factory(**kwargs: object) -> MinimalOcpsCsc:
+        csc = MinimalOcpsCsc(index=1, **kwargs)  # type: ignore[arg-type]
+        csc.log.warning("logged before start")
+        return csc
+
+    async with make_csc(factory, config_dir=GOOD) as harness:
+        data = await next_log_message(harness, logging.WARNING)
+        assert data.message == "logged before start"

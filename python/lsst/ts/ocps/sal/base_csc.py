@@ -156,7 +156,9 @@ class BaseCsc:
             self._start_gate.set()
 
         self._make_topics(allow_missing_callbacks)
+        # Attached now so records logged before start are buffered.
         self._log_handler = SalLogHandler(self.evt_logMessage)
+        self.log.addHandler(self._log_handler)
         self.done_task: asyncio.Future[None] = (
             asyncio.get_running_loop().create_future()
         )
@@ -224,7 +226,6 @@ class BaseCsc:
         Subclasses that override it must call ``await super().start()``.
         """
         await self.salinfo.start()
-        self.log.addHandler(self._log_handler)
         self._log_handler.start()
         if self.log.getEffectiveLevel() > logging.INFO:
             self.log.setLevel(logging.INFO)
