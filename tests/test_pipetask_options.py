@@ -25,6 +25,7 @@ from lsst.ts.ocps.pipetask import (
     split_list,
 )
 from lsst.ts.ocps.pipetask.job import (
+    MAX_FAILURES,
     USAGE_EXIT_CODE,
     describe_failure,
     parse_traceback,
@@ -320,6 +321,15 @@ def test_summarize() -> None:
             "message": "bad pixel",
         }
     ]
+    assert brief["failuresOmitted"] == 0
+
+
+def test_summarize_caps_failures() -> None:
+    report = {"status": "failure", "taskLabel": "t", "dataId": {}}
+    brief = summarize({"quantaReports": [report] * (MAX_FAILURES + 5)})
+    assert len(brief["failures"]) == MAX_FAILURES
+    assert brief["failuresOmitted"] == 5
+    assert brief["quanta"]["byStatus"] == {"failure": MAX_FAILURES + 5}
 
 
 def test_describe_failure(tmp_path: pathlib.Path) -> None:

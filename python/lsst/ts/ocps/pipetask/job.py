@@ -39,6 +39,7 @@ server must never import it.
 from __future__ import annotations
 
 __all__ = [
+    "MAX_FAILURES",
     "USAGE_EXIT_CODE",
     "apply_environment",
     "describe_failure",
@@ -81,6 +82,9 @@ USAGE_EXIT_CODE = 2
 
 MAX_MESSAGE = 2000
 """Characters kept of an error message."""
+
+MAX_FAILURES = 100
+"""Failed quanta listed in a summary; the CSC's job_result must stay small."""
 
 PIPELINES_PACKAGES = ("lsst-pipe-base", "lsst-ctrl-mpexec", "lsst-daf-butler")
 """Distributions whose versions every result records."""
@@ -227,7 +231,8 @@ def summarize(summary: Mapping[str, Any]) -> dict[str, Any]:
     brief : `dict` [`str`, `typing.Any`]
         ``status``; ``quanta`` with ``total``, ``byStatus`` and ``byTask``
         (counts per status); ``expected`` quanta per task from the graph;
-        ``failures`` (task label, data id, exception class and message);
+        ``failures`` (task label, data id, exception class and message; at
+        most `MAX_FAILURES`, ``failuresOmitted`` counts the rest);
         ``exception`` of the whole run, if any.
     """
     by_status: collections.Counter[str] = collections.Counter()
@@ -262,7 +267,8 @@ def summarize(summary: Mapping[str, Any]) -> dict[str, Any]:
             "byTask": {label: dict(counts) for label, counts in by_task.items()},
         },
         "expected": expected,
-        "failures": failures,
+        "failures": failures[:MAX_FAILURES],
+        "failuresOmitted": max(0, len(failures) - MAX_FAILURES),
         "exception": summary.get("exceptionInfo"),
     }
 
@@ -302,11 +308,12 @@ def describe_failure(
     """
     failures = [] if brief is None else brief["failures"]
     failed = [f for f in failures if f["status"] == "failure"]
-    if failed:
+    if brief is not None and failed:
         first = failed[0]
-        total = brief["quanta"]["total"] if brief else len(failures)
+        count = brief["quanta"]["byStatus"].get("failure", len(failed))
+        total = brief["quanta"]["total"]
         text = (
-            f"{len(failed)} of {total} quanta failed; first: task "
+            f"{count} of {total} quanta failed; first: task "
             f"{first['taskLabel']!r} {_format_data_id(first['dataId'])}: "
             f"{_short_class(first['exceptionClass'])}: {first['message']}"
         )
