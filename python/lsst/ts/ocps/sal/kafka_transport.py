@@ -435,6 +435,13 @@ class KafkaTransport(Transport):
             max_history = self.config.max_history_for(self._component.name)
         else:
             max_history = 1
+        # Known shortcoming (tansu 0.6.0 only): tansu reports the high
+        # watermark as the first offset of the newest produce batch + 1, so
+        # when that batch held several records, a reader placed "at the end"
+        # re-reads its tail. salobj has the same exposure. Writers here
+        # produce one record at a time, which keeps batches to one record
+        # in practice. Nothing to change here once tansu reports the true
+        # end; a real Kafka broker already does.
         for partition in partitions:
             state = self._read_states[partition.topic]
             low, high = self._watermarks(consumer, partition)
