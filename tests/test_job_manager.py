@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import json
 import logging
 import os
 import pathlib
@@ -18,7 +19,7 @@ from lsst.ts.ocps.exceptions import (
 )
 from lsst.ts.ocps.job_manager import JobManager, ManagerConfig
 from lsst.ts.ocps.models import ExecutionPhase, Job
-from support.jobs import STD_TIMEOUT, max_overlap, read_spans
+from support.jobs import STD_TIMEOUT, make_manager, max_overlap, read_spans
 
 Phase = ExecutionPhase
 
@@ -541,3 +542,69 @@ async def test_caller_job_id_and_paths(manager: JobManager) -> None:
         manager.log_path(job.job_id, "stdin")
     assert dataclasses.asdict(await manager.get_job(job.job_id))["phase"] == "COMPLETED"
     assert os.path.isdir(manager.work_dir(job.job_id))
+
+
+async def test_close_and_restart_readopts(
+    tmp_path: pathlib.Path, manager_config: ManagerConfig, make_started_manager
+) -> None:
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    async with make_started_manager(manager_config) as manager:
+        running = await manager.submit("gate", {"fifo": str(gate), "code": 9})
+        held = await manager.submit(
+            "exit_code", {"code": 0}, prereq_jobs=[running.job_id]
+        )
+        await wait_phase(manager, running.job_id, Phase.EXECUTING)
+        await manager.close()
+    # The job outlived the closed manager; a new one re-adopts it.
+    assert processes_of(running.job_id)
+    async with make_started_manager(manager_config) as manager:
+        recorder = PhaseRecorder(manager)
+        manager.add_listener(recorder)
+        assert (await manager.get_job(running.job_id)).phase == Phase.EXECUTING
+        assert (await manager.get_job(held.job_id)).phase == Phase.HELD
+        loop = asyncio.get_running_loop()
+        await asyncio.wait_for(
+            loop.run_in_executor(None, gate.write_text, "go"), STD_TIMEOUT
+        )
+        done = await finish(manager, running.job_id)
+        assert (done.phase, done.exit_code) == (Phase.ERROR, 9)
+        assert (await finish(manager, held.job_id)).phase == Phase.COMPLETED
+        assert recorder.phases(running.job_id) == [Phase.ERROR]
+        assert recorder.phases(held.job_id) == [
+            Phase.QUEUED,
+            Phase.EXECUTING,
+            Phase.COMPLETED,
+        ]
+
+
+async def test_unknown_runner_and_dropped_type(
+    tmp_path: pathlib.Path, job_types_dir: pathlib.Path, manager_config: ManagerConfig
+) -> None:
+    (job_types_dir / "remote.yaml").write_text(
+        json.dumps(
+            {
+                "name": "remote",
+                "description": "Needs a runner nobody configured.",
+                "version": "1.0",
+                "command": ["true"],
+                "parameters": {"type": "object", "properties": {}},
+                "runner": "slurm",
+            }
+        )
+    )
+    async with make_manager(manager_config, job_types_dir) as manager:
+        with pytest.raises(ParameterError, match="runner 'slurm'"):
+            await manager.submit("remote", {})
+        job = await manager.submit("sleep", {"seconds": 300})
+        await wait_phase(manager, job.job_id, Phase.EXECUTING)
+        queued = await manager.submit("true", {}, prereq_jobs=[job.job_id])
+        await manager.close()
+    # Restart without the "true" type: the held job can no longer run.
+    (job_types_dir / "true.yaml").unlink()
+    async with make_manager(manager_config, job_types_dir) as manager:
+        await manager.abort(job.job_id)
+        done = await finish(manager, queued.job_id)
+        assert done.phase == Phase.ERROR
+        assert done.error_summary is not None
+        assert done.error_summary.message == "job type 'true' is no longer loaded"

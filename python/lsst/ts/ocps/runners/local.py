@@ -35,6 +35,12 @@ the supervisors and their jobs run on; the next server calls
 time, waits for it to end through a pidfd watched by the event loop (no
 polling) and reads the job's real exit code from ``exit.json``. A
 supervisor that is gone without an exit file means the job was lost.
+
+Known shortcoming: if something other than OCPS kills a supervisor, its
+job runs on unsupervised (no time limit, no log copy) while the job
+manager reports the job lost. Removing it would need a second watcher of
+the job's process group, which is not worth a process per job as long as
+only OCPS signals its supervisors.
 """
 
 __all__ = ["EXIT_FILE_NAME", "PRIVATE_DIR_NAME", "LocalRunner"]
