@@ -1,0 +1,196 @@
+"""Exactly one job_result per job across CSC restarts, also after kill -9."""
+
+import asyncio
+import contextlib
+import json
+import os
+import pathlib
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from lsst.ts.ocps import sal
+from lsst.ts.ocps.ocps_csc import OcpsCsc
+from support.csc import (
+    CONFIGS_DIR,
+    STD_TIMEOUT,
+    csc_env,
+    make_ocps,
+    next_job_result,
+    run_execute,
+    start_execute,
+)
+
+__all__ = ["csc_env"]
+
+REPO_DIR = pathlib.Path(__file__).parents[1]
+RUN_OCPS = REPO_DIR / ".venv" / "bin" / "run_ocps"
+
+
+def exit_file(state_dir: pathlib.Path, job_id: str) -> pathlib.Path:
+    """The file a job's supervisor writes when the job ends."""
+    return state_dir / "jobs" / job_id / ".ocps" / "exit.json"
+
+
+async def wait_for_file(path: pathlib.Path, timeout: float = STD_TIMEOUT) -> None:
+    """Wait for a file written by another process (test-side wait)."""
+    async with asyncio.timeout(timeout):
+        while not path.is_file():
+            await asyncio.sleep(0.05)
+
+
+async def test_restart_reports_once(csc_env: str, tmp_path: pathlib.Path) -> None:
+    state_dir = tmp_path / "state" / "1"
+    async with make_ocps(initial_state=sal.State.ENABLED) as harness:
+        remote = harness.remote
+        done = await run_execute(remote, pipeline="done.yaml")
+        pending = await start_execute(remote, pipeline="p.yaml", data_query="sleep=1")
+        next_ack = asyncio.create_task(
+            remote.cmd_execute.next_ackcmd(pending.first_ack, timeout=STD_TIMEOUT)
+        )
+        await asyncio.sleep(0)
+        await harness.csc.close()
+        # Closing the CSC aborted the pending command, not the job.
+        with pytest.raises(sal.AckError) as error_info:
+            await next_ack
+        assert error_info.value.ackcmd.ack == sal.SalRetCode.CMD_ABORTED
+    await wait_for_file(exit_file(state_dir, pending.job_id))
+
+    # The job ended while no CSC ran; the next one publishes its result
+    # at start-up, in STANDBY.
+    async with make_ocps() as harness:
+        data = await next_job_result(harness.remote, pending.job_id)
+        assert data.exit_code == 0
+        assert json.loads(data.result)["phase"] == "completed"
+        csc = harness.csc
+        assert csc.summary_state == sal.State.STANDBY
+        assert csc.manager is not None
+        while csc._report_tasks:
+            await asyncio.sleep(0.01)
+        assert await csc.manager.unreported_jobs() == []
+
+    # Nothing is left to publish after that.
+    async with make_ocps() as harness:
+        csc = harness.csc
+        assert isinstance(csc, OcpsCsc)
+        assert csc._report_tasks == {}
+        assert csc.manager is not None
+        assert await csc.manager.unreported_jobs() == []
+        job = await csc.manager.get_job(done.job_id)
+        assert job.phase.value == "COMPLETED"
+
+
+async def test_result_retried_until_published(csc_env: str) -> None:
+    async with make_ocps(initial_state=sal.State.ENABLED) as harness:
+        csc = harness.csc
+        assert isinstance(csc, OcpsCsc)
+        real_set_write = csc.evt_job_result.set_write
+        failures = []
+
+        # Stand-in for a broker outage: the first two writes fail.
+        async def flaky_set_write(**kwargs: Any) -> Any:
+            if len(failures) < 2:
+                failures.append(kwargs["job_id"])
+                raise ConnectionError("broker unavailable (test stand-in)")
+            return await real_set_write(**kwargs)
+
+        csc.evt_job_result.set_write = flaky_set_write  # type: ignore[method-assign]
+        flow = await run_execute(harness.remote, pipeline="p.yaml")
+        assert failures == [flow.job_id, flow.job_id]
+        assert flow.job_result is not None and flow.job_result.exit_code == 0
+        assert csc.manager is not None
+        assert await csc.manager.unreported_jobs() == []
+
+
+@contextlib.asynccontextmanager
+async def run_ocps_process(*args: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Run ``run_ocps 1 ...`` on the good config; kill it at the end."""
+    process = await asyncio.create_subprocess_exec(
+        str(RUN_OCPS),
+        "1",
+        "--configdir",
+        str(CONFIGS_DIR / "good"),
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        env=dict(os.environ),
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def next_state(remote: sal.Remote) -> sal.State:
+    data = await remote.evt_summaryState.next(flush=False, timeout=STD_TIMEOUT)
+    return sal.State(data.summaryState)
+
+
+async def test_kill_9_and_restart(
+    kafka_env: object, csc_env: str, tmp_path: pathlib.Path
+) -> None:
+    state_dir = tmp_path / "state" / "1"
+    async with sal.Remote(None, "OCPS", 1) as remote:
+        async with run_ocps_process("--state", "enabled") as process:
+            assert [await next_state(remote) for _ in range(3)] == [
+                sal.State.STANDBY,
+                sal.State.DISABLED,
+                sal.State.ENABLED,
+            ]
+            # Reported before the kill.
+            before = await run_execute(
+                remote, pipeline="before.yaml", data_query="exit=4"
+            )
+            # Running at the kill, ends while no CSC runs.
+            ends_down = await start_execute(
+                remote, pipeline="down.yaml", data_query="sleep=2"
+            )
+            # Running at the kill, ends after the restart.
+            ends_up = await start_execute(
+                remote, pipeline="up.yaml", data_query="sleep=10"
+            )
+            # Held at the kill, runs after the restart.
+            held = await start_execute(
+                remote, pipeline="held.yaml", prereq_jobs=ends_up.job_id
+            )
+            for flow in (ends_down, ends_up):
+                # The second in-progress ack says the job is executing.
+                ack = await remote.cmd_execute.next_ackcmd(
+                    flow.first_ack, wait_done=False, timeout=STD_TIMEOUT
+                )
+                assert ack.ack == sal.SalRetCode.CMD_INPROGRESS
+                assert ack.result == flow.first_ack.result
+            process.send_signal(signal.SIGKILL)
+            assert await process.wait() == -signal.SIGKILL
+
+        await wait_for_file(exit_file(state_dir, ends_down.job_id))
+        assert not exit_file(state_dir, ends_up.job_id).is_file()
+
+        # Restart in STANDBY: results are published all the same.
+        async with run_ocps_process() as process:
+            results: dict[str, list[int]] = {}
+            while held.job_id not in results:
+                data = await remote.evt_job_result.next(
+                    flush=False, timeout=STD_TIMEOUT
+                )
+                job_id = json.loads(data.result)["jobId"]
+                results.setdefault(job_id, []).append(data.exit_code)
+            assert results == {
+                ends_down.job_id: [0],
+                ends_up.job_id: [0],
+                held.job_id: [0],
+            }
+            assert before.job_result is not None
+            assert before.job_result.exit_code == 4
+            state = await remote.evt_summaryState.aget(timeout=STD_TIMEOUT)
+            assert state.summaryState == sal.State.STANDBY
+
+            await remote.cmd_exitControl.set_start(timeout=STD_TIMEOUT)
+            assert await asyncio.wait_for(process.wait(), STD_TIMEOUT) == 0
+
+
+def test_run_ocps_is_installed() -> None:
+    assert RUN_OCPS.is_file(), "run dev/setup.sh (pip install -e .)"
+    assert os.access(RUN_OCPS, os.X_OK)
