@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import pathlib
@@ -179,7 +180,7 @@ def raw_records(broker_addr: str, kafka_name: str) -> list[Any]:
         _, high = consumer.get_watermark_offsets(partition, timeout=10, cached=False)
         partition.offset = OFFSET_BEGINNING
         consumer.assign([partition])
-        records = []
+        records: list[Any] = []
         while not records or records[-1].offset() < high - 1:
             message = consumer.poll(STD_TIMEOUT)
             assert message is not None, f"timed out reading {kafka_name}"
@@ -240,8 +241,9 @@ async def test_keys_framing_and_registry_ids(
         assert csc.transport.schema_ids[sal_name] == schema_id
         registered = json.loads(kafka_env.registry.schema_text(schema_id))
         decoded = fastavro.schemaless_reader(
-            __import__("io").BytesIO(value[5:]), fastavro.parse_schema(registered), None
+            io.BytesIO(value[5:]), fastavro.parse_schema(registered), None
         )
+        assert isinstance(decoded, dict)
         assert decoded["salIndex"] == 5
         if sal_name == "logevent_summaryState":
             assert decoded == written
@@ -425,8 +427,6 @@ async def test_bad_records_are_skipped(
 
 
 def fastavro_bytes(topic: TopicInfo, **fields: Any) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     fastavro.schemaless_writer(
         buffer, fastavro.parse_schema(topic.avro_schema()), topic.make_data(**fields)
