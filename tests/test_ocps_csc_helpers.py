@@ -360,3 +360,26 @@ def test_job_report_limits_size() -> None:
     assert report.result["resultsOmitted"] == 1000 - kept
     assert report.result["results"][0]["id"] == "r0"
     assert "resultsOmitted" not in make_job_report(job).result
+
+
+def test_job_report_lists_datasets() -> None:
+    job = make_job(ExecutionPhase.COMPLETED, 0)
+    job.job_info = {
+        "result": {
+            "results": [
+                {
+                    "id": "abc",
+                    "uri": "file:///repo/u/ocps/x/run/verifyBiasStats_1.json",
+                    "datasetType": "verifyBiasStats",
+                    "dataId": {"detector": 1},
+                },
+                {"id": "no-uri", "uri": None},
+                "junk",
+            ]
+        }
+    }
+    results = make_job_report(job).result["results"]
+    assert [r["id"] for r in results] == ["output.out", "abc"]
+    assert results[1]["datasetType"] == "verifyBiasStats"
+    assert results[1]["dataId"] == {"detector": 1}
+    assert "verifyBiasStats" in results[1]["uri"]
