@@ -24,9 +24,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import logging
+import os
 import pathlib
 import struct
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -43,8 +45,10 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, ConfigResource
 from lsst.ts.ocps.sal.interface import ComponentInfo, TopicInfo, get_component_info
+from lsst.ts.ocps.sal.kafka_codec import make_key
 from lsst.ts.ocps.sal.kafka_config import KafkaConfig
 from lsst.ts.ocps.sal.kafka_transport import KafkaTransport
+from lsst.ts.ocps.sal.schema_registry import SchemaRegistryClient
 from lsst.ts.ocps.sal.transport import make_transport
 from support.kafka import KafkaEnv, TansuBroker, free_port, set_kafka_env
 from support.schema_registry_standin import SchemaRegistryStandIn
@@ -586,3 +590,118 @@ async def test_make_transport_picks_kafka(kafka_env: KafkaEnv) -> None:
     config = KafkaConfig.from_env()
     assert config.broker_addr == kafka_env.broker_addr
     assert config.consumer_settings["session.timeout.ms"] == 2000
+
+
+def test_key_layouts() -> None:
+    assert make_key("OCPS", 0, "command_start") == (
+        '{ "name": "OCPS", "index": 0, "topic": "command_start" }'
+    )
+    assert make_key("ATDome", None, "logevent_summaryState") == (
+        '{ "name": "ATDome", "topic": "logevent_summaryState" }'
+    )
+    assert make_key("ATDome", None, "position") == ""
+
+
+async def test_records_of_other_schema_versions_resolve(
+    make_endpoint: EndpointFactory, kafka_env: KafkaEnv
+) -> None:
+    remote = await make_remote(make_endpoint)
+    topic = INFO.topics["logevent_job_result"]
+    subject = topic.avro_subject(kafka_env.topic_subname)
+    kafka_name = topic.kafka_topic_name(kafka_env.topic_subname)
+
+    # A newer writer with an extra field, and an older one lacking
+    # "result": the reader gets exactly its own fields either way.
+    newer = topic.avro_schema()
+    newer["fields"].append(
+        {
+            "name": "host",
+            "type": "string",
+            "default": "",
+            "description": "",
+            "units": "",
+        }
+    )
+    older = topic.avro_schema()
+    older["fields"] = [f for f in older["fields"] if f["name"] != "result"]
+    client = SchemaRegistryClient(kafka_env.registry_url)
+    values = []
+    for schema, extra in ((newer, {"host": "h"}), (older, {})):
+        schema_id = client.register(subject, json.dumps(schema))
+        assert schema_id != remote.transport.schema_ids["logevent_job_result"]
+        data = topic.make_data(salIndex=1, job_id="j", exit_code=3)
+        data.update(extra)
+        if schema is older:
+            del data["result"]
+        buffer = io.BytesIO()
+        fastavro.schemaless_writer(buffer, fastavro.parse_schema(schema), data)
+        values.append(struct.pack(">bI", 0, schema_id) + buffer.getvalue())
+    produce_raw(kafka_env.broker_addr, kafka_name, *values)
+
+    for _ in values:
+        sal_name, data, _ = await remote.next()
+        assert sal_name == "logevent_job_result"
+        assert data == topic.make_data(salIndex=1, job_id="j", exit_code=3)
+
+
+async def test_registry_down_at_start(
+    kafka_broker: TansuBroker,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: pathlib.Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, "ocps.sal.kafka")
+    port = free_port()
+    set_kafka_env(
+        monkeypatch, kafka_broker.bootstrap, f"http://127.0.0.1:{port}", tmp_path
+    )
+    csc = Endpoint(KafkaTransport(retry_initial=0.05, retry_max=0.2))
+    registry = SchemaRegistryStandIn(port=port)
+    try:
+        start = asyncio.create_task(
+            csc.transport.start(
+                component=INFO,
+                index=1,
+                identity="OCPS:1",
+                write_topics=[INFO.ackcmd],
+                read_topics=[INFO.topics["command_enable"]],
+                history_topics=[],
+                on_record=csc.on_record,
+            )
+        )
+        while "retrying" not in caplog.text:
+            assert not start.done(), start
+            await asyncio.sleep(0.05)
+        assert "Registering the schema of" in caplog.text
+        assert f"Schema registry http://127.0.0.1:{port} unreachable" in caplog.text
+
+        registry.start()
+        await asyncio.wait_for(start, STD_TIMEOUT)
+        subname = os.environ["LSST_TOPIC_SUBNAME"]
+        assert len(registry.subject_versions(INFO.ackcmd.avro_subject(subname))) == 1
+    finally:
+        await csc.transport.close()
+        registry.stop()
+
+
+async def test_refused_schema_fails_start(
+    make_endpoint: EndpointFactory, kafka_env: KafkaEnv
+) -> None:
+    # The stand-in refuses a schema that is not Avro, as a real registry
+    # refuses an incompatible one: start fails with the subject named.
+    topic = INFO.topics["logevent_heartbeat"]
+    broken = BrokenTopic(
+        **{f.name: getattr(topic, f.name) for f in dataclasses.fields(topic)}
+    )
+    with pytest.raises(
+        RuntimeError, match="refused the schema of .*logevent_heartbeat"
+    ):
+        await make_endpoint(write=[broken])
+
+
+@dataclasses.dataclass(frozen=True)
+class BrokenTopic(TopicInfo):
+    """A topic whose schema no registry accepts."""
+
+    def avro_schema(self) -> dict[str, Any]:
+        return {"type": "record", "name": "x", "fields": [{"name": "a", "type": "no"}]}
