@@ -31,6 +31,7 @@ import sys
 from typing import Any
 
 import pytest
+from lsst.ts.ocps.runners import slurm as slurm_module
 from lsst.ts.ocps.runners.base import LaunchSpec, RunOutcome, RunStatus
 from lsst.ts.ocps.runners.slurm import SlurmRunner, SlurmSpecError
 from lsst.ts.ocps.runners.slurm_cli import (
@@ -134,6 +135,24 @@ def test_parse_helpers() -> None:
         "Reason": "NonZeroExitCode",
         "ExitCode": "3:0",
     }
+
+
+def test_outcome_mapping() -> None:
+    cases = [
+        (("COMPLETED", 0, "None"), RunStatus.EXITED, 0),
+        (("FAILED", 3, "NonZeroExitCode"), RunStatus.EXITED, 3),
+        (("FAILED", -9, "JobLaunchFailure"), RunStatus.EXITED, -9),
+        (("FAILED", -53, "JobLaunchFailure"), RunStatus.EXITED, None),
+        (("NODE_FAIL", 0, "None"), RunStatus.EXITED, None),
+        (("OUT_OF_MEMORY", 0, "None"), RunStatus.EXITED, None),
+        (("TIMEOUT", -15, "TimeLimit"), RunStatus.TIMEOUT, -15),
+        (("CANCELLED", 0, "None"), RunStatus.CANCELLED, None),
+        (("CANCELLED", -15, "None"), RunStatus.CANCELLED, -15),
+    ]
+    for args, status, exit_code in cases:
+        outcome = slurm_module._outcome(*args)
+        assert (outcome.status, outcome.exit_code) == (status, exit_code), args
+    assert "OUT_OF_MEMORY" in slurm_module._outcome("OUT_OF_MEMORY", 0, "").message
 
 
 def test_options_checked() -> None:
@@ -410,7 +429,7 @@ async def test_controller_down_while_running(
     await asyncio.wait_for(slurm_runner.wait_started(spec.job_id, state), STD_TIMEOUT)
     finished = asyncio.create_task(slurm_runner.wait_finished(spec.job_id, state))
     try:
-        slurm_cluster.stop_controller()
+        await asyncio.to_thread(slurm_cluster.stop_controller)
         # Let the job end and the runner poll several times meanwhile.
         await asyncio.sleep(6)
         assert not finished.done()

@@ -31,6 +31,7 @@ import math
 import pathlib
 import re
 import shlex
+import signal
 import time
 from typing import Any
 
@@ -98,6 +99,7 @@ OPTION_KEYS = ("account", "cpus", "memory", "partition", "sbatch_options")
 
 MAX_BACKOFF = 10.0  # seconds between polls while the controller is away
 
+_SIGNAL_NUMBERS = frozenset(int(number) for number in signal.Signals)
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MEMORY_RE = re.compile(r"[1-9][0-9]*[KMGT]?")
 
@@ -172,6 +174,16 @@ class SlurmRunner(Runner):
     Slurm) and the batch script unsets what Slurm's login environment
     added before it exports the job's variables. Values may hold any
     character (commas included); names must be shell identifiers.
+
+    The work dir and the output paths must be the same paths on the
+    submit host and the compute nodes (a shared file system), as at
+    USDF/S3DF. ``squeue`` is asked for the caller's own jobs (``--me``):
+    run OCPS under the account that owns its Slurm jobs.
+
+    Known shortcoming: `LaunchSpec.log_limit` is not enforced; Slurm
+    writes the whole stdout and stderr of a job itself. Remove this note
+    once the batch script pipes the streams through a size limiter (it
+    must then keep the job's exit code and signals).
     """
 
     name = "slurm"
@@ -713,9 +725,14 @@ def _outcome(state: str, exit_code: int | None, reason: str) -> RunOutcome:
             exit_code=exit_code,
             message=f"Slurm job cancelled{detail}",
         )
-    if exit_code == 0 or reason == "JobLaunchFailure":
-        # No usable exit code: Slurm failed the job, not the job itself
-        # (a launch failure shows Slurm's internal signal 53).
+    if exit_code == 0 or (
+        reason == "JobLaunchFailure"
+        and exit_code is not None
+        and -exit_code not in _SIGNAL_NUMBERS
+    ):
+        # No usable exit code: Slurm failed the job, not the job itself.
+        # (Slurm calls any batch job killed by a signal JobLaunchFailure;
+        # a real launch failure shows its internal "signal" 53.)
         exit_code = None
     return RunOutcome(
         status=RunStatus.EXITED,
