@@ -5,7 +5,9 @@ import contextlib
 import json
 import os
 import pathlib
+import re
 import signal
+import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -194,3 +196,132 @@ async def test_kill_9_and_restart(
 def test_run_ocps_is_installed() -> None:
     assert RUN_OCPS.is_file(), "run dev/setup.sh (pip install -e .)"
     assert os.access(RUN_OCPS, os.X_OK)
+
+
+class OcpsProcess:
+    """``run_ocps`` on the in-process transport, its log read as it goes."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._new_line = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.process.stderr is not None
+        async for line in self.process.stderr:
+            self.lines.append(line.decode(errors="replace").rstrip())
+            self._new_line.set()
+
+    async def wait_for_line(self, pattern: str) -> re.Match[str]:
+        """Wait for a log line matching a regular expression."""
+        regex = re.compile(pattern)
+        checked = 0
+        async with asyncio.timeout(STD_TIMEOUT):
+            while True:
+                for line in self.lines[checked:]:
+                    match = regex.search(line)
+                    if match:
+                        return match
+                checked = len(self.lines)
+                self._new_line.clear()
+                await self._new_line.wait()
+
+    async def close(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+        await self._reader
+
+
+async def start_inprocess_ocps() -> tuple[OcpsProcess, str]:
+    """Start ``run_ocps 1 --state enabled``; return it and its REST URL."""
+    env = dict(os.environ)
+    env.pop("LSST_KAFKA_BROKER_ADDR", None)
+    env.pop("LSST_TOPIC_SUBNAME", None)
+    process = await asyncio.create_subprocess_exec(
+        str(RUN_OCPS),
+        "1",
+        "--state",
+        "enabled",
+        "--configdir",
+        str(CONFIGS_DIR / "good"),
+        stdin=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    ocps = OcpsProcess(process)
+    await ocps.wait_for_line("SAL transport: in-process")
+    match = await ocps.wait_for_line(r"REST job API listening on (http://\S+/api/v1)")
+    await ocps.wait_for_line("Executing enable command during startup")
+    return ocps, match.group(1).removesuffix("/api/v1")
+
+
+async def ocps_cli(url: str, *args: str) -> tuple[int, str]:
+    """Run the ``ocps`` console script; return exit code and stdout."""
+    process = await asyncio.create_subprocess_exec(
+        str(RUN_OCPS.parent / "ocps"),
+        *args,
+        "--url",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+    )
+    stdout, _ = await asyncio.wait_for(process.communicate(), STD_TIMEOUT)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode()
+
+
+def is_reported(state_dir: pathlib.Path, job_id: str) -> bool:
+    """Read the journal's reported flag (a second reader is fine in WAL)."""
+    with contextlib.closing(sqlite3.connect(state_dir / "ocps.sqlite3")) as db:
+        row = db.execute("SELECT reported FROM jobs WHERE job_id = ?", (job_id,))
+        return bool(row.fetchone()[0])
+
+
+async def test_inprocess_run_ocps_rest_and_cli(
+    csc_env: str, tmp_path: pathlib.Path
+) -> None:
+    """No broker: REST and CLI still work, and a kill -9 loses no job."""
+    state_dir = tmp_path / "state" / "1"
+    ocps, url = await start_inprocess_ocps()
+    try:
+        code, output = await ocps_cli(
+            url, "submit", "fake_pipetask", "-p", "pipeline=quick.yaml", "--wait"
+        )
+        assert code == 0, output
+        code, output = await ocps_cli(
+            url,
+            "submit",
+            "fake_pipetask",
+            "-p",
+            "pipeline=slow.yaml",
+            "-p",
+            "data_query=sleep=120",
+            "--json",
+        )
+        assert code == 0, output
+        slow_id = json.loads(output)["job_id"]
+        await ocps.wait_for_line(f"job_id={slow_id} started")
+        await ocps.wait_for_line(r"job_id=\w+ finished phase=completed exit_code=0")
+        ocps.process.send_signal(signal.SIGKILL)
+        assert await ocps.process.wait() == -signal.SIGKILL
+    finally:
+        await ocps.close()
+    assert not is_reported(state_dir, slow_id)
+
+    ocps, url = await start_inprocess_ocps()
+    try:
+        await ocps.wait_for_line(f"job_id={slow_id} recovered phase=EXECUTING")
+        code, output = await ocps_cli(url, "status", slow_id, "--json")
+        assert code == 0 and json.loads(output)["phase"] == "EXECUTING"
+        code, output = await ocps_cli(url, "abort", slow_id)
+        assert code == 0, output
+        await ocps.wait_for_line(
+            f"job_id={slow_id} aborted phase=aborted exit_code=255; job_result published"
+        )
+        assert is_reported(state_dir, slow_id)
+        ocps.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(ocps.process.wait(), STD_TIMEOUT) == 0
+    finally:
+        await ocps.close()

@@ -626,17 +626,20 @@ class OcpsCsc(sal.ConfigurableCsc):
         )
         ack_time = loop.time()
         self._execute_commands[job_id] = data
-        await self.evt_job_id.set_write(
-            event_name="cmd_execute",
-            seq_num=data.private_seqNum,
-            job_id=job_id,
-            force_output=True,
-        )
         try:
-            await manager.wait_terminal(job_id)
-        except JobNotFoundError:
-            raise sal.ExpectedError(f"job {job_id} was purged before it ended")
-        await asyncio.shield(waiter)
+            await self.evt_job_id.set_write(
+                event_name="cmd_execute",
+                seq_num=data.private_seqNum,
+                job_id=job_id,
+                force_output=True,
+            )
+            try:
+                await manager.wait_terminal(job_id)
+            except JobNotFoundError:
+                raise sal.ExpectedError(f"job {job_id} was purged before it ended")
+            await asyncio.shield(waiter)
+        finally:
+            self._execute_commands.pop(job_id, None)
         remaining = MIN_FINAL_ACK_DELAY - (loop.time() - ack_time)
         if remaining > 0:
             await asyncio.sleep(remaining)
