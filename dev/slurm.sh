@@ -105,6 +105,10 @@ start_munge() {
     chown munge:munge "$B/munge" "$B/munge/sock"
     chmod 0711 "$B/munge"
     chmod 0755 "$B/munge/sock"
+    if ! runuser -u munge -- test -w "$B/munge"; then
+        log "user munge cannot write $B/munge: its parents need o+x (not under a 0700 dir)"
+        exit 1
+    fi
     if [ ! -f "$B/munge/munge.key" ]; then
         mungekey --create --keyfile="$B/munge/munge.key"
         chown munge:munge "$B/munge/munge.key"
@@ -221,7 +225,9 @@ do_status() {
             rc=1
         fi
     done
-    echo "node: $(node_state)"
+    if pid_alive "$B/run/slurmctld.pid"; then
+        echo "node: $(node_state)"
+    fi
     return $rc
 }
 
