@@ -29,7 +29,7 @@ CMD_COMPLETE) and the event latency (the Remote's ``private_rcvStamp``
 minus the CSC's ``private_sndStamp``), median and 99th percentile.
 
 The Kafka case runs on a local tansu broker with the schema-registry test
-stand-in (from ``tests/support``), with the tansu consumer settings.
+stand-in (from ``tests/support``), with the tansu client settings.
 
 Usage::
 
@@ -55,7 +55,11 @@ from lsst.ts.ocps.sal.testing_csc import MinimalOcpsCsc
 REPO_DIR = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_DIR / "tests"))
 
-from support.kafka import TANSU_CONSUMER_SETTINGS, TansuBroker  # noqa: E402
+from support.kafka import (  # noqa: E402
+    TANSU_CONSUMER_SETTINGS,
+    TANSU_PRODUCER_SETTINGS,
+    TansuBroker,
+)
 from support.schema_registry_standin import SchemaRegistryStandIn  # noqa: E402
 
 CONFIG_DIR = REPO_DIR / "tests" / "data" / "sal_configs" / "good"
@@ -113,6 +117,9 @@ async def main(count: int) -> None:
             os.environ["LSST_KAFKA_BROKER_ADDR"] = broker.bootstrap
             os.environ["LSST_SCHEMA_REGISTRY_URL"] = registry.url
             os.environ["LSST_KAFKA_CONSUMER_CONFIGURATION"] = str(consumer_config)
+            producer_config = pathlib.Path(directory) / "producer.yaml"
+            producer_config.write_text(yaml.safe_dump(TANSU_PRODUCER_SETTINGS))
+            os.environ["LSST_KAFKA_PRODUCER_CONFIGURATION"] = str(producer_config)
             set_test_environment()
             results["kafka (tansu)"] = await run_one(count)
         finally:

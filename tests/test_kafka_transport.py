@@ -83,9 +83,8 @@ class Endpoint:
         topic = INFO.topics[sal_name]
         data = topic.make_data(**fields)
         await self.transport.write(topic, data)
-        # One record per produce request: tansu reports the high watermark
-        # as the first offset of the last batch + 1 (see the report), so
-        # tests that depend on positions keep batches to one record.
+        # Wait until the broker has it, so that readers started next find
+        # it before their start position.
         assert await self.transport.flush() == 0
         return data
 
@@ -705,3 +704,20 @@ class BrokenTopic(TopicInfo):
 
     def avro_schema(self) -> dict[str, Any]:
         return {"type": "record", "name": "x", "fields": [{"name": "a", "type": "no"}]}
+
+
+async def test_history_after_a_burst(make_endpoint: EndpointFactory) -> None:
+    # Records written back to back (no flush in between) may share a
+    # produce batch; the late joiner must still get the newest one.
+    csc = await make_csc(make_endpoint)
+    topic = INFO.topics["logevent_summaryState"]
+    for state in range(1, 31):
+        await csc.transport.write(
+            topic, topic.make_data(salIndex=1, summaryState=state)
+        )
+    assert await csc.transport.flush() == 0
+
+    remote = await make_remote(make_endpoint)
+    assert [(n, d["summaryState"]) for n, d in remote.history] == [
+        ("logevent_summaryState", 30)
+    ]

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 __all__ = [
     "TANSU_CONSUMER_SETTINGS",
+    "TANSU_PRODUCER_SETTINGS",
     "KafkaEnv",
     "TansuBroker",
     "any_transport_env",
@@ -65,6 +66,15 @@ TANSU_CONSUMER_SETTINGS = {
     "heartbeat.interval.ms": 500,
 }
 """Consumer settings tansu needs to answer fetches and joins quickly."""
+
+TANSU_PRODUCER_SETTINGS = {"batch.num.messages": 1}
+"""Producer settings for tansu: one record per batch.
+
+tansu 0.6.0 reports a partition's high watermark as the first offset of
+its newest batch + 1, so a multi-record batch makes late joiners start
+inside it (history shows an older record; command readers re-read the
+tail). One-record batches keep the reported end exact.
+"""
 
 START_TIMEOUT = 20.0
 """How long to wait for tansu to accept connections (seconds)."""
@@ -225,18 +235,21 @@ def set_kafka_env(
     subname : `str`
         The unique ``LSST_TOPIC_SUBNAME``.
     consumer_config_path : `pathlib.Path`
-        The YAML file ``LSST_KAFKA_CONSUMER_CONFIGURATION`` names.
+        The YAML file ``LSST_KAFKA_CONSUMER_CONFIGURATION`` names (next to
+        it, ``LSST_KAFKA_PRODUCER_CONFIGURATION`` names a producer file).
     """
     subname = _unique_subname()
     consumer_config_path = directory / "kafka_consumer.yaml"
     consumer_config_path.write_text(yaml.safe_dump(TANSU_CONSUMER_SETTINGS))
+    producer_config_path = directory / "kafka_producer.yaml"
+    producer_config_path.write_text(yaml.safe_dump(TANSU_PRODUCER_SETTINGS))
     monkeypatch.setenv("LSST_KAFKA_BROKER_ADDR", broker_addr)
     monkeypatch.setenv("LSST_SCHEMA_REGISTRY_URL", registry_url)
     monkeypatch.setenv("LSST_TOPIC_SUBNAME", subname)
     monkeypatch.setenv("LSST_KAFKA_CONSUMER_CONFIGURATION", str(consumer_config_path))
+    monkeypatch.setenv("LSST_KAFKA_PRODUCER_CONFIGURATION", str(producer_config_path))
     for name in (
         "LSST_KAFKA_BROKER_CLIENT_CONFIGURATION",
-        "LSST_KAFKA_PRODUCER_CONFIGURATION",
         "LSST_KAFKA_SECURITY_USERNAME",
         "LSST_KAFKA_SECURITY_PASSWORD",
         "LSST_MAX_HISTORY_READ",
@@ -281,7 +294,8 @@ def kafka_env(
     """Point the SAL layer at the session broker with a fresh subname.
 
     Sets ``LSST_KAFKA_BROKER_ADDR``, ``LSST_SCHEMA_REGISTRY_URL``, a unique
-    ``LSST_TOPIC_SUBNAME`` and ``LSST_KAFKA_CONSUMER_CONFIGURATION``; the
+    ``LSST_TOPIC_SUBNAME``, and ``LSST_KAFKA_CONSUMER_CONFIGURATION`` /
+    ``LSST_KAFKA_PRODUCER_CONFIGURATION`` with the tansu settings; the
     test's topics are deleted afterwards.
     """
     subname, consumer_config_path = set_kafka_env(

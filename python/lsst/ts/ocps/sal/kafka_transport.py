@@ -438,10 +438,10 @@ class KafkaTransport(Transport):
         # Known shortcoming (tansu 0.6.0 only): tansu reports the high
         # watermark as the first offset of the newest produce batch + 1, so
         # when that batch held several records, a reader placed "at the end"
-        # re-reads its tail. salobj has the same exposure. Producers here
-        # send each record at once (no linger), so a batch of one topic
-        # rarely holds more than one record. Nothing to change here once
-        # tansu reports the true end; a real Kafka broker already does.
+        # re-reads its tail. salobj has the same exposure. On tansu, give
+        # producers batch.num.messages=1 through
+        # LSST_KAFKA_PRODUCER_CONFIGURATION (the test fixtures do). Nothing
+        # to change here once tansu reports the true end; Kafka does.
         for partition in partitions:
             state = self._read_states[partition.topic]
             low, high = self._watermarks(consumer, partition)
