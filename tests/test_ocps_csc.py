@@ -193,7 +193,7 @@ async def test_simulation(transport: str) -> None:
         assert data.exit_code == 1
 
 
-async def test_concurrent_executes(csc_env: str) -> None:
+async def test_concurrent_executes(transport: str) -> None:
     async with make_ocps(initial_state=ENABLED) as harness:
         remote = harness.remote
         # A long job first: if executes were serialized, none of the

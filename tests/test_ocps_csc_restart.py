@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from lsst.ts.ocps import sal
 from lsst.ts.ocps.ocps_csc import OcpsCsc
+from lsst.ts.ocps.sal.testing import set_summary_state
 from support.csc import (
     CONFIGS_DIR,
     STD_TIMEOUT,
@@ -325,3 +326,41 @@ async def test_inprocess_run_ocps_rest_and_cli(
         assert await asyncio.wait_for(ocps.process.wait(), STD_TIMEOUT) == 0
     finally:
         await ocps.close()
+
+
+async def test_exit_control_keeps_jobs(csc_env: str, tmp_path: pathlib.Path) -> None:
+    """exitControl ends the CSC, not its jobs; the next CSC reports them."""
+    state_dir = tmp_path / "state" / "1"
+    async with make_ocps(initial_state=sal.State.ENABLED) as harness:
+        remote, csc = harness.remote, harness.csc
+        running = await start_execute(remote, pipeline="r.yaml", data_query="sleep=2")
+        held = await start_execute(
+            remote, pipeline="h.yaml", prereq_jobs=running.job_id
+        )
+        acks = [
+            asyncio.create_task(
+                remote.cmd_execute.next_ackcmd(flow.first_ack, timeout=STD_TIMEOUT)
+            )
+            for flow in (running, held)
+        ]
+        await asyncio.sleep(0)
+        await set_summary_state(remote, sal.State.OFFLINE)
+        await asyncio.wait_for(csc.done_task, STD_TIMEOUT)
+        for ack in acks:
+            with pytest.raises(sal.AckError) as error_info:
+                await ack
+            assert error_info.value.ackcmd.ack == sal.SalRetCode.CMD_ABORTED
+
+    # The running job finishes with no CSC; the held one waits in the
+    # journal and runs under the next CSC.
+    await wait_for_file(exit_file(state_dir, running.job_id))
+    assert not exit_file(state_dir, held.job_id).exists()
+    async with make_ocps() as harness:
+        results: dict[str, list[int]] = {}
+        while held.job_id not in results:
+            data = await harness.remote.evt_job_result.next(
+                flush=False, timeout=STD_TIMEOUT
+            )
+            job_id = json.loads(data.result)["jobId"]
+            results.setdefault(job_id, []).append(data.exit_code)
+        assert results == {running.job_id: [0], held.job_id: [0]}
