@@ -7,4 +7,5 @@ pytest_plugins = [
     "support.redis",
     "support.butler",
     "support.slurm",
+    "support.sal",
 ]
