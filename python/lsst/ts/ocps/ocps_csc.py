@@ -74,7 +74,10 @@ and the next start on the same state dir re-adopts them and publishes
 every missing ``job_result``.
 
 Index 101 (RA) runs no jobs: ``execute`` LPUSHes the JSON object in
-``config`` to Redis and completes; ``abort_job`` fails.
+``config`` to Redis and completes at once (no in-progress ack, no job id,
+no ``job_result``); ``abort_job`` fails. As in dm_OCPS, simulation mode
+does not cover it: index 101 needs Redis in both modes. It runs no job
+manager and no REST API.
 
 Simulation mode 1 follows dm_OCPS (`simulator.SimulatedJobs`): pipelines
 ``true.yaml``, ``false.yaml`` and ``fault.yaml``.
@@ -140,7 +143,12 @@ class ErrorCode(enum.IntEnum):
     """``errorCode`` values of the OCPS CSC (as dm_OCPS numbers them)."""
 
     EXECUTION_SERVICE = 1
-    """The execution service cannot be reached."""
+    """The execution service cannot be reached.
+
+    Reserved: the job manager runs in the CSC's own process, so there is
+    no remote service to lose; a manager that cannot start makes the
+    ``start`` command fail instead.
+    """
 
     PIPELINE_FAILURE = 2
     """A pipeline failed synchronously (the simulated ``fault.yaml``)."""
