@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 from lsst.ts.ocps.cli import parse_param
-from support.rest import OCPS_SCRIPT, run_ocps
+from support.rest import OCPS_SCRIPT, open_gate, run_ocps
 
 STD_TIMEOUT = 60
 
@@ -239,11 +239,7 @@ async def test_abort_and_follow(serve: Any, tmp_path: pathlib.Path) -> None:
     line = await asyncio.wait_for(follower.stdout.readline(), STD_TIMEOUT)
     assert line == b"first\n"
 
-    def write_gate() -> None:
-        with open(fifo, "w") as stream:
-            stream.write("opened\n")
-
-    await asyncio.to_thread(write_gate)
+    await open_gate(fifo, "opened")
     rest, err = await asyncio.wait_for(follower.communicate(), STD_TIMEOUT)
     assert (follower.returncode, rest) == (0, b"second opened\n"), err
 

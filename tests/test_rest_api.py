@@ -37,7 +37,7 @@ import yarl
 from lsst.ts.ocps.client import ClientError, OcpsClient
 from lsst.ts.ocps.models import parse_time
 from lsst.ts.ocps.rest_api import OPENAPI_PATH
-from support.rest import RestServer, ValidatingResponse
+from support.rest import RestServer, ValidatingResponse, open_gate
 
 STD_TIMEOUT = 60
 """Longest a test waits for something that should happen at once."""
@@ -94,16 +94,6 @@ def fifo(tmp_path: pathlib.Path) -> pathlib.Path:
     path = tmp_path / "gate.fifo"
     os.mkfifo(path)
     return path
-
-
-async def open_gate(path: pathlib.Path, line: str = "go") -> None:
-    """Write a line to a FIFO (blocks until the job opens it)."""
-
-    def write() -> None:
-        with open(path, "w") as stream:
-            stream.write(line + "\n")
-
-    await asyncio.to_thread(write)
 
 
 async def test_put_job_lifecycle(rest_api: aiohttp.ClientSession) -> None:
@@ -423,8 +413,11 @@ async def test_list_categories_of_active_jobs(
     assert health["total"] == 3
     assert health["status"] == "ok"
 
-    # The held job runs once its prerequisite is done.
+    # The held job runs once its prerequisite is done. The second gate
+    # opens only once the first job has ended (it is then EXECUTING), so
+    # each job reads its own line from the FIFO.
     await open_gate(fifo)
+    await wait_phase(rest_api, queued, "EXECUTING")
     await open_gate(fifo)
     assert (await wait_done(rest_api, held))["phase"] == "COMPLETED"
 
@@ -823,3 +816,27 @@ async def test_client(rest_server: RestServer, fifo: pathlib.Path) -> None:
     async with OcpsClient("http://127.0.0.1:9") as client:
         with pytest.raises(ClientError, match="cannot reach"):
             await client.health()
+
+
+async def test_follow_a_queued_job(
+    rest_api: aiohttp.ClientSession, fifo: pathlib.Path
+) -> None:
+    # The second gate job queues behind the first, so its work directory
+    # does not exist yet when the follow starts.
+    first = await submit(rest_api, "gate", config={"fifo": str(fifo)})
+    await wait_phase(rest_api, first, "EXECUTING")
+    second = await submit(rest_api, "gate", config={"fifo": str(fifo)})
+    assert await call(rest_api, "GET", f"job/{second}/phase") == (200, "QUEUED")
+
+    async def follow() -> bytes:
+        async with rest_api.get(
+            f"job/{second}/log", params={"follow": "true"}
+        ) as response:
+            assert response.status == 200
+            return await response.read()
+
+    following = asyncio.create_task(follow())
+    await open_gate(fifo, "one")
+    await wait_phase(rest_api, second, "EXECUTING")
+    await open_gate(fifo, "two")
+    assert await asyncio.wait_for(following, STD_TIMEOUT) == b"first\nsecond two\n"

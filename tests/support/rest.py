@@ -31,6 +31,7 @@ __all__ = [
     "ValidatingResponse",
     "make_ocps_serve",
     "make_rest_server",
+    "open_gate",
     "run_ocps",
     "openapi_validator",
     "rest_api",
@@ -438,6 +439,29 @@ async def rest_api(rest_server: RestServer) -> AsyncIterator[aiohttp.ClientSessi
         base_url=rest_server.api_url + "/", response_class=ValidatingResponse
     ) as session:
         yield session
+
+
+async def open_gate(path: pathlib.Path, line: str = "go", timeout: float = 60) -> None:
+    """Write a line to a FIFO once a job opens it for reading.
+
+    If no job opens it in time, open it here so that the writing thread
+    ends, and fail.
+    """
+
+    def write() -> None:
+        with open(path, "w") as stream:
+            stream.write(line + "\n")
+
+    writing = asyncio.ensure_future(asyncio.to_thread(write))
+    try:
+        await asyncio.wait_for(asyncio.shield(writing), timeout)
+    except TimeoutError:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            await writing
+        finally:
+            os.close(fd)
+        raise AssertionError(f"no job read the FIFO {path}")
 
 
 OCPS_SCRIPT = pathlib.Path(sys.executable).parent / "ocps"
