@@ -381,9 +381,11 @@ def list_outputs(
         if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
     )
 
-    refs = []
-    for name in names:
-        refs += butler.query_datasets(name, collections=run, explain=False, limit=None)
+    if not names:
+        return [], 0
+    # One registry query for all types is several times faster than one
+    # query_datasets call per type.
+    refs = list(butler.registry.queryDatasets(names, collections=run, findFirst=False))
     refs.sort(key=lambda ref: (ref.datasetType.name, str(ref.dataId)))
     chosen = refs[:max_results]
     uris = butler.get_many_uris(chosen)
@@ -637,5 +639,19 @@ def main(args: Sequence[str] | None = None) -> int:
     return exit_code
 
 
+def _exit_now(exit_code: int) -> None:
+    """Exit without interpreter teardown.
+
+    Finalizing the modules of the pipelines stack takes about 0.3 s, a
+    tenth of a small run. Everything of value is written and closed by
+    now (the result file by `os.replace`, pipetask's outputs committed),
+    so only the standard streams and logging need flushing.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exit_code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit_now(main())
