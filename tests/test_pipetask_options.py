@@ -367,10 +367,13 @@ def test_split_list() -> None:
 
 
 def run_wrapper(
-    tmp_path: pathlib.Path, args: list[str], job_id: str | None = "job1"
+    tmp_path: pathlib.Path,
+    args: list[str],
+    job_id: str | None = "job1",
+    **extra_env: str,
 ) -> tuple[int, dict, str]:
     """Run the wrapper as a job would; return exit code, result, stderr."""
-    env = {"PATH": os.environ["PATH"], "OCPS_WORK_DIR": str(tmp_path)}
+    env = {"PATH": os.environ["PATH"], "OCPS_WORK_DIR": str(tmp_path), **extra_env}
     env["OCPS_RESULT_FILE"] = str(tmp_path / "result.json")
     if job_id is not None:
         env["OCPS_JOB_ID"] = job_id
@@ -406,3 +409,24 @@ def test_wrapper_checks_again(
     assert message in result["error"]["message"]
     assert f"job_id={job_id or ''} failed before pipetask: " in stderr
     assert not (tmp_path / "pipetask.json").exists()
+
+
+def test_version_needs_a_release_selector(tmp_path: pathlib.Path) -> None:
+    """Without EUPS only the installed release is accepted.
+
+    With EUPS the site's launcher has selected the release, so the wrapper
+    goes on (and here stops at the next check).
+    """
+    args = ["--butler=/repo", "--pipeline=/p.yaml", "--version=w.2099.01"]
+    exit_code, result, _ = run_wrapper(tmp_path, [*args, "--config=-o x"])
+    assert exit_code == USAGE_EXIT_CODE
+    assert "'w.2099.01' was requested, but this site runs pip-installed" in (
+        result["error"]["message"]
+    )
+
+    exit_code, result, _ = run_wrapper(
+        tmp_path, [*args, "--config=-o x"], EUPS_DIR=str(tmp_path)
+    )
+    assert exit_code == USAGE_EXIT_CODE
+    assert "option '-o' is not allowed" in result["error"]["message"]
+    assert result["version"] == "w.2099.01"
