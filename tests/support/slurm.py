@@ -125,4 +125,7 @@ async def slurm_runner(
     runner = slurm_cluster.make_runner()
     await runner.start()
     yield runner
+    # Cancel what a failed test left running, so it holds no job slot.
+    for slurm_id in runner.followed_jobs().values():
+        await runner.cli.scancel(slurm_id)
     await runner.close()

@@ -528,6 +528,20 @@ class SlurmRunner(Runner):
                     return _outcome(record.state, record.exit_code, "")
         return None
 
+    def followed_jobs(self) -> dict[str, str]:
+        """Return the followed jobs that have not ended.
+
+        Returns
+        -------
+        jobs : `dict` [`str`, `str`]
+            Slurm job ids by ts_ocps job id.
+        """
+        return {
+            tracked.job_id: tracked.slurm_id
+            for tracked in self._tracked.values()
+            if not tracked.finished.is_set()
+        }
+
     def _track(self, job_id: str, slurm_id: str) -> _Tracked:
         """Follow a job (if not yet followed) and make sure polling runs."""
         tracked = self._tracked.get(slurm_id)
@@ -734,6 +748,9 @@ def _outcome(state: str, exit_code: int | None, reason: str) -> RunOutcome:
         # (Slurm calls any batch job killed by a signal JobLaunchFailure;
         # a real launch failure shows its internal "signal" 53.)
         exit_code = None
+    if state == "FAILED" and exit_code is not None:
+        # The job's own failure; its exit code says it all.
+        return RunOutcome(status=RunStatus.EXITED, exit_code=exit_code)
     return RunOutcome(
         status=RunStatus.EXITED,
         exit_code=exit_code,
