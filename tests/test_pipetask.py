@@ -161,6 +161,36 @@ async def test_subset_and_output_glob(pipetask_manager: PipetaskSetup) -> None:
     assert values == {det: [v + ADDEND0 for v in input_array(det)] for det in (0, 2)}
 
 
+async def test_processes_and_log_level(pipetask_manager: PipetaskSetup) -> None:
+    """``-j 2`` and ``--log-level`` work through the wrapper.
+
+    The spawned processes find the job's environment (``PYTHONPATH`` for
+    the task module), and the log level goes before ``run``.
+    """
+    setup = pipetask_manager
+    job = await run_job(
+        setup,
+        pipeline="${CP_PIPE_DIR}/pipelines/pipeline_custom.yaml",
+        config="-j 2 --log-level ocps_test_tasks=INFO",
+        data_query="instrument='INSTRU' AND detector=2",
+        output_dataset_types="scaled_dataset",
+    )
+    assert job.phase is ExecutionPhase.COMPLETED, job.job_info
+    command = result_of(job)["command"]
+    assert command.index("--log-level") < command.index("run")
+    assert command[command.index("--processes") + 1] == "2"
+    expected = [2 * (v + ADDEND0 + ADDEND1) for v in input_array(2)]
+    assert read_arrays(setup.repo, f"u/ocps/{job.job_id}", "scaled_dataset") == {
+        2: expected
+    }
+    log_path = setup.manager.work_dir(job.job_id) / "pipetask.json"
+    records = [json.loads(line) for line in log_path.read_text().splitlines()]
+    task_lines = [r["message"] for r in records if r["name"] == "ocps_test_tasks"]
+    scale_input = " ".join(str(v + ADDEND0 + ADDEND1) for v in input_array(2))
+    scale_output = " ".join(map(str, expected))
+    assert task_lines == [f"detector=2 input=[{scale_input}] output=[{scale_output}]"]
+
+
 async def test_prerequisite_outputs_feed_next_job(
     pipetask_manager: PipetaskSetup,
 ) -> None:
