@@ -97,6 +97,21 @@ async def wait_for_file(path: pathlib.Path) -> None:
             await asyncio.sleep(0.1)
 
 
+def unreachable_conf(cluster: SlurmCluster, tmp_path: pathlib.Path) -> pathlib.Path:
+    """Write a copy of the cluster's config naming a port nobody serves."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    text = pathlib.Path(cluster.conf).read_text()
+    lines = [
+        f"SlurmctldPort={port}" if line.startswith("SlurmctldPort=") else line
+        for line in text.splitlines()
+    ]
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    return conf
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -454,17 +469,7 @@ async def test_controller_down_while_running(
 async def test_controller_unreachable_at_submit(
     slurm_cluster: SlurmCluster, tmp_path: pathlib.Path
 ) -> None:
-    # A copy of the config that names a port nobody listens on.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    text = pathlib.Path(slurm_cluster.conf).read_text()
-    lines = [
-        f"SlurmctldPort={port}" if line.startswith("SlurmctldPort=") else line
-        for line in text.splitlines()
-    ]
-    conf = tmp_path / "slurm.conf"
-    conf.write_text("\n".join(lines) + "\n")
+    conf = unreachable_conf(slurm_cluster, tmp_path)
     runner = slurm_cluster.make_runner(slurm_conf=str(conf))
     spec = make_spec(tmp_path, "unreachable", ["/bin/true"])
     try:
@@ -494,3 +499,26 @@ async def test_rejected_submission(
         )
     assert isinstance(spec_info.value, ValueError)
     assert isinstance(spec_info.value, OSError)
+
+
+async def test_reattach_while_controller_unreachable(
+    slurm_cluster: SlurmCluster, tmp_path: pathlib.Path
+) -> None:
+    conf = unreachable_conf(slurm_cluster, tmp_path)
+    runner = slurm_cluster.make_runner(slurm_conf=str(conf), cli_timeout=1)
+    calls: list[str] = []
+    original_run = runner.cli.run
+
+    async def counting_run(tool, args, stdin=None):  # type: ignore[no-untyped-def]
+        calls.append(tool)
+        return await original_run(tool, args, stdin)
+
+    runner.cli.run = counting_run  # type: ignore[method-assign]
+    try:
+        # Jobs cannot be checked now; they are followed until Slurm answers.
+        assert await runner.reattach("first", {"slurm_job_id": "1"})
+        assert await runner.reattach("second", {"slurm_job_id": "2"})
+        assert calls == ["scontrol"]
+        assert runner.followed_jobs() == {"first": "1", "second": "2"}
+    finally:
+        await runner.close()

@@ -477,9 +477,20 @@ class SlurmRunner(Runner):
             followed until it answers); False if the job is gone.
         """
         slurm_id = _slurm_id(job_id, runner_state)
+        if self._unreachable_since is not None:
+            # Asking would take the client's full retry time again.
+            self.log.warning(
+                "job_id=%s recovered without check of Slurm job %s: "
+                "controller unreachable",
+                job_id,
+                slurm_id,
+            )
+            self._track(job_id, slurm_id)
+            return True
         try:
             fields = await self.cli.show_job(slurm_id)
-        except SlurmCommandError as e:
+        except SlurmUnavailableError as e:
+            self._unreachable_since = time.monotonic()
             self.log.warning(
                 "job_id=%s recovered without check of Slurm job %s: %s",
                 job_id,
