@@ -30,8 +30,13 @@ export SLURM_CONF=$B/etc/slurm.conf
 log() { echo "slurm.sh: $*" >&2; }
 
 pid_alive() {
-    # True if the pid file exists and names a live process.
-    [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+    # True if the pid file exists and names a live process of that daemon
+    # (the file name without .pid), not a reused PID.
+    local pid name
+    [ -f "$1" ] || return 1
+    pid=$(cat "$1")
+    name=$(basename "$1" .pid)
+    [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ]
 }
 
 do_install() {
@@ -183,7 +188,7 @@ stop_pid_file() {
     local file=$1 pid
     [ -f "$file" ] || return 0
     pid=$(cat "$file")
-    if kill "$pid" 2>/dev/null; then
+    if pid_alive "$file" && kill "$pid" 2>/dev/null; then
         for _ in $(seq 1 50); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.2
