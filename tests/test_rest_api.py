@@ -550,6 +550,16 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
     (
         "PUT",
         "job",
+        {
+            "data": b'{"type": "sleep", "waitTimeout": NaN}',
+            "headers": {"Content-Type": "application/json"},
+        },
+        400,
+        "NaN is not a JSON number",
+    ),
+    (
+        "PUT",
+        "job",
         {"data": b"type=echo", "headers": {"Content-Type": "text/plain"}},
         415,
         "application/json",
@@ -840,3 +850,25 @@ async def test_follow_a_queued_job(
     await wait_phase(rest_api, second, "EXECUTING")
     await open_gate(fifo, "two")
     assert await asyncio.wait_for(following, STD_TIMEOUT) == b"first\nsecond two\n"
+
+
+async def test_shutdown_ends_log_follow(
+    make_rest_server: Any, fifo: pathlib.Path
+) -> None:
+    server = await make_rest_server()
+    async with aiohttp.ClientSession(
+        base_url=server.api_url + "/", response_class=ValidatingResponse
+    ) as api:
+        job_id = await submit(api, "gate", config={"fifo": str(fifo)})
+        async with api.get(f"job/{job_id}/log", params={"follow": "true"}) as response:
+            received = b""
+            while b"first\n" not in received:
+                chunk = await asyncio.wait_for(response.content.readany(), STD_TIMEOUT)
+                assert chunk
+                received += chunk
+            # aiohttp would wait up to 60 s for the open stream; the
+            # server ends it at shutdown instead.
+            await asyncio.wait_for(server.runner.cleanup(), 30)
+            assert await response.content.read() == b""
+    job = await server.manager.get_job(job_id)
+    assert str(job.phase) == "EXECUTING"

@@ -75,6 +75,7 @@ MANAGER_KEY = web.AppKey("manager", JobManager)
 
 _OPENAPI_KEY = web.AppKey("openapi", dict)
 _TOKEN_KEY = web.AppKey("token", str)
+_FOLLOWERS_KEY = web.AppKey("followers", set)
 
 _MUTATING_METHODS = frozenset({"PUT", "POST", "DELETE", "PATCH"})
 _LIST_PAGE_MAX = 1000
@@ -268,12 +269,16 @@ async def _read_json_object(request: web.Request) -> dict[str, Any]:
         )
     raw = await request.read()
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as e:
         raise ParameterError(f"request body is not valid JSON: {e}") from e
     if not isinstance(data, dict):
         raise ParameterError("request body must be a JSON object")
     return data
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _expect(data: Mapping[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
@@ -608,6 +613,8 @@ async def _follow_log(
     Waits on file-system events (watchfiles) and on the job's end (the
     manager's `JobManager.wait_terminal`), never on a timer.
 
+    When the server shuts down, the stream ends after a last read.
+
     A write that lands between the first read and the moment the watcher
     is running is sent with the next change or when the job ends; removing
     this needs a watcher that reports when it is armed.
@@ -617,6 +624,8 @@ async def _follow_log(
     response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
     await response.prepare(request)
     stop = asyncio.Event()
+    followers = request.app[_FOLLOWERS_KEY]
+    followers.add(stop)
     terminal = asyncio.create_task(manager.wait_terminal(job_id))
     terminal.add_done_callback(lambda _: stop.set())
     try:
@@ -638,6 +647,7 @@ async def _follow_log(
     except (ConnectionResetError, JobNotFoundError) as e:
         _log.info("job_id=%s log follow ended early: %s", job_id, e)
     finally:
+        followers.discard(stop)
         terminal.cancel()
         await asyncio.gather(terminal, return_exceptions=True)
     return response
@@ -775,6 +785,12 @@ async def get_openapi(request: web.Request) -> web.Response:
     return web.json_response(document)
 
 
+async def _end_follows(app: web.Application) -> None:
+    """End every log follow, so that shutdown does not wait for jobs."""
+    for stop in app[_FOLLOWERS_KEY]:
+        stop.set()
+
+
 def create_app(
     manager: JobManager,
     *,
@@ -800,6 +816,8 @@ def create_app(
     """
     app = web.Application(middlewares=[_error_middleware], client_max_size=max_body)
     app[MANAGER_KEY] = manager
+    app[_FOLLOWERS_KEY] = set()
+    app.on_shutdown.append(_end_follows)
     if token:
         app[_TOKEN_KEY] = token
     try:
