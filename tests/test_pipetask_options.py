@@ -359,6 +359,12 @@ def test_describe_failure(tmp_path: pathlib.Path) -> None:
         "pipetask failed: pipetask exited with code 3"
     )
 
+    # An exception that escaped pipetask's command line, from stderr.
+    stderr = ["noise", *TRACEBACK.splitlines()]
+    assert describe_failure(1, None, tmp_path / "none.json", stderr) == (
+        "pipetask failed: FieldValidationError: Field 'addend' failed validation"
+    )
+
 
 def test_split_list() -> None:
     assert split_list(" a, b,,a ,c ") == ["a", "b", "c"]

@@ -63,6 +63,7 @@ import pathlib
 import re
 import shlex
 import sys
+import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TextIO
 
@@ -161,6 +162,11 @@ def run_pipetask(argv: Sequence[str]) -> tuple[int, list[str]]:
         else:
             tail.write(f"{e.code}\n")
             exit_code = 1
+    except Exception:
+        # pipetask's command line normally turns errors into an exit code;
+        # anything that escapes it is a failure of the run all the same.
+        traceback.print_exc(file=tail)
+        exit_code = 1
     finally:
         sys.stderr = saved_stderr
         CliLog.resetLog()
@@ -326,6 +332,8 @@ def describe_failure(
             exception = parse_traceback(str(record["exc_info"])) or exception
         elif record.get("levelno", 0) >= logging.ERROR:
             error_lines.append(str(record.get("message", "")).splitlines()[0])
+    if exception is None and "Traceback (most recent call last):" in stderr_tail:
+        exception = parse_traceback("\n".join(stderr_tail))
     if exception is None and brief is not None and brief.get("exception"):
         info = brief["exception"]
         exception = (info.get("className") or "", info.get("message") or "")
