@@ -133,7 +133,7 @@ class OptionRule:
     Parameters
     ----------
     names : `tuple` [`str`, ...]
-        Every spelling of the option; the first is the one passed on.
+        Every spelling of the option; the long one is passed on.
     allowed : `bool`
         Whether callers may give it.
     reason : `str`
@@ -533,14 +533,18 @@ def parse_config(config: str) -> PipetaskConfig:
 
 
 def _split_token(token: str) -> tuple[str, str | None]:
-    """Split ``--name=value`` and ``-jVALUE`` forms into name and value."""
+    """Split ``--name=value`` and ``-jVALUE`` forms into name and value.
+
+    A refused short option is split too (``-oX`` is ``-o``), so that the
+    refusal names it.
+    """
     if token.startswith("--"):
         name, sep, value = token.partition("=")
         return name, (value if sep else None)
     if token.startswith("-") and len(token) > 2:
         name = token[:2]
         rule = _RULES_BY_NAME.get(name)
-        if rule is not None and rule.takes_value:
+        if rule is not None and (rule.takes_value or not rule.allowed):
             return name, token[2:]
     return token, None
 
