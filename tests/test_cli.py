@@ -240,8 +240,8 @@ async def test_abort_and_follow(serve: Any, tmp_path: pathlib.Path) -> None:
     assert line == b"first\n"
 
     await open_gate(fifo, "opened")
-    rest, err = await asyncio.wait_for(follower.communicate(), STD_TIMEOUT)
-    assert (follower.returncode, rest) == (0, b"second opened\n"), err
+    rest, follow_err = await asyncio.wait_for(follower.communicate(), STD_TIMEOUT)
+    assert (follower.returncode, rest) == (0, b"second opened\n"), follow_err
 
     # The second job was queued behind the first; abort it.
     status, out, err = await ocps(serve, "abort", second_id)

@@ -57,6 +57,7 @@ def test_every_route_is_documented_and_back(rest_manager: Any) -> None:
     for route in app.router.routes():
         if route.method == "HEAD":
             continue
+        assert route.resource is not None
         path = route.resource.canonical.removeprefix(API_PREFIX)
         if path == PART_ROUTE:
             served |= {(route.method, f"/job/{{job_id}}/{part}") for part in PARTS}

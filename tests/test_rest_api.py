@@ -375,7 +375,9 @@ async def test_list_filters_and_paging(rest_api: aiohttp.ClientSession) -> None:
 
     # Times are sent to the millisecond: "after" the next millisecond.
     status, third = await call(rest_api, "GET", f"job/{ids[2]}")
-    after = parse_time(third["creationTime"]) + datetime.timedelta(milliseconds=1)
+    created = parse_time(third["creationTime"])
+    assert created is not None
+    after = created + datetime.timedelta(milliseconds=1)
     status, page = await call(
         rest_api, "GET", "job", params={"after": after.isoformat()}
     )

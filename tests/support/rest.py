@@ -312,9 +312,7 @@ class OpenApiValidator:
 
     def __init__(self, document: dict[str, Any]) -> None:
         self.document = document
-        resource = referencing.Resource(
-            contents=document, specification=referencing.jsonschema.DRAFT202012
-        )
+        resource = referencing.jsonschema.DRAFT202012.create_resource(document)
         self.registry: referencing.Registry = referencing.Registry().with_resource(
             _DOC_URI, resource
         )
