@@ -203,6 +203,8 @@ async def test_errors_are_reported(serve: Any) -> None:
     assert status == 0, err
     status, out, err = await ocps(serve, "submit", "nope")
     assert status == 1 and "unknown job type 'nope'" in err
+    status, out, err = await ocps(serve, "submit", "sleep", "--prereq", "feedface")
+    assert status == 1 and "unknown prerequisite job(s): feedface" in err
     status, out, err = await ocps(serve, "status", "feedface")
     assert status == 1 and "not found" in err
     status, out, err = await ocps(serve, "status", "../../etc")
@@ -287,3 +289,32 @@ async def test_token(make_ocps_serve: Any, tmp_path: pathlib.Path) -> None:
         server, "submit", "echo", "-p", "message=x", "--token", "env-token"
     )
     assert status == 0, err
+
+
+async def test_prerequisites(serve: Any) -> None:
+    status, out, err = await ocps(serve, "submit", "fail", "--json")
+    failed = json.loads(out)["jobId"]
+    status, out, err = await ocps(
+        serve, "submit", "echo", "-p", "message=after", "--prereq", failed, "--wait"
+    )
+    assert status == 0, err
+    assert f"prerequisites: {failed}" in out
+    assert "COMPLETED" in out
+
+    status, out, err = await ocps(
+        serve,
+        "submit",
+        "echo",
+        "-p",
+        "message=strict",
+        "--prereq",
+        failed,
+        "--prereq-success",
+        "--wait",
+        "--json",
+    )
+    assert status == 1
+    job = json.loads(out)
+    assert job["phase"] == "ERROR"
+    assert job["startTime"] is None
+    assert failed in job["errorSummary"]["message"]
