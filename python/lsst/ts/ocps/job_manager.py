@@ -138,6 +138,14 @@ class JobManager:
 
     Notes
     -----
+    Scheduling: QUEUED jobs start in submission order while fewer than
+    ``max_concurrent`` jobs execute; a job whose type is at its own
+    ``max_concurrent`` is passed over, so it does not hold up other types
+    behind it. Nothing polls: the scheduler runs when a job is queued or
+    ends, waits use events, data triggers use file-system events, process
+    ends arrive through pidfds, and purging sleeps until the next
+    destruction time.
+
     Every phase change is written to the journal first, then announced:
     waiters (`wait_for_change`, `wait_terminal`, prerequisites) wake, and
     listeners are awaited in the order they were added. The changes of
@@ -964,17 +972,20 @@ def _check_seconds(name: str, value: Any) -> None:
 
 def _outcome_phase(outcome: RunOutcome) -> tuple[ExecutionPhase, ErrorSummary | None]:
     """Map how a run ended to the job's terminal phase and error."""
+    detail = f" ({outcome.message})" if outcome.message else ""
     if outcome.status is RunStatus.EXITED:
-        if outcome.exit_code == 0:
-            return ExecutionPhase.COMPLETED, None
         code = outcome.exit_code
-        if code is not None and code < 0:
+        if code == 0:
+            return ExecutionPhase.COMPLETED, None
+        if code is None:
+            message = f"process ended without an exit code{detail}"
+        elif code < 0:
             name = (
                 signal.Signals(-code).name if -code in signal.valid_signals() else "?"
             )
-            message = f"process killed by signal {-code} ({name})"
+            message = f"process killed by signal {-code} ({name}){detail}"
         else:
-            message = f"process exited with code {code}"
+            message = f"process exited with code {code}{detail}"
         return ExecutionPhase.ERROR, ErrorSummary(message)
     if outcome.status is RunStatus.TIMEOUT:
         return ExecutionPhase.ERROR, ErrorSummary("time limit exceeded")
