@@ -18,6 +18,7 @@ from lsst.ts.ocps.exceptions import (
     UnknownJobTypeError,
 )
 from lsst.ts.ocps.job_manager import JobManager, ManagerConfig
+from lsst.ts.ocps.journal import Journal
 from lsst.ts.ocps.models import ExecutionPhase, Job
 from support.jobs import STD_TIMEOUT, make_manager, max_overlap, read_spans
 
@@ -434,7 +435,13 @@ async def test_wait_for_change(manager: JobManager) -> None:
     # A terminal job does not make the caller wait.
     assert (await manager.wait_for_change(job.job_id, None, 100)).phase == Phase.ABORTED
     # Waiting out another phase than the current one returns at once.
-    assert executing.phase == Phase.EXECUTING
+    other = await manager.submit("sleep", {"seconds": 300})
+    await wait_phase(manager, other.job_id, Phase.EXECUTING)
+    async with asyncio.timeout(STD_TIMEOUT):
+        same = await manager.wait_for_change(other.job_id, Phase.QUEUED, 3600)
+    assert same.phase == Phase.EXECUTING
+    assert executing.job_id == job.job_id
+    await manager.abort(other.job_id)
 
 
 async def test_delete(manager: JobManager) -> None:
@@ -608,3 +615,19 @@ async def test_unknown_runner_and_dropped_type(
         assert done.phase == Phase.ERROR
         assert done.error_summary is not None
         assert done.error_summary.message == "job type 'true' is no longer loaded"
+
+
+async def test_pending_job_in_journal_is_queued_at_start(
+    manager_config: ManagerConfig, make_started_manager
+) -> None:
+    journal = Journal(manager_config.state_dir / "ocps.sqlite3")
+    await journal.open()
+    pending = Job(
+        job_id="was-pending", type="exit_code", version="1.0", parameters={"code": 0}
+    )
+    assert pending.phase == Phase.PENDING
+    await journal.insert(pending)
+    await journal.close()
+    async with make_started_manager(manager_config) as manager:
+        done = await finish(manager, pending.job_id)
+        assert done.phase == Phase.COMPLETED
