@@ -362,9 +362,10 @@ async def _run_remote(args: argparse.Namespace, out: TextIO) -> int:
                 f"{job_type['description']}\n"
             )
             for item in job_type.get("env", []):
-                extras = [
-                    f"{key} {item[key]}"
-                    for key in ("units", "default", "min", "max")
+                extras = [f"units {item['units']}"] if item.get("units") else []
+                extras += [
+                    f"{key} {json.dumps(item[key])}"
+                    for key in ("default", "min", "max")
                     if item.get(key) is not None
                 ]
                 detail = f" ({', '.join(extras)})" if extras else ""
@@ -484,3 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. "| head"); silence the final flush.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
