@@ -97,6 +97,19 @@ async def wait_for_file(path: pathlib.Path) -> None:
             await asyncio.sleep(0.1)
 
 
+def record_calls(runner: SlurmRunner) -> list[str]:
+    """Make the runner note the name of every Slurm command it runs."""
+    calls: list[str] = []
+    original_run = runner.cli.run
+
+    async def recording_run(tool, args, stdin=None):  # type: ignore[no-untyped-def]
+        calls.append(tool)
+        return await original_run(tool, args, stdin)
+
+    runner.cli.run = recording_run  # type: ignore[method-assign]
+    return calls
+
+
 def unreachable_conf(cluster: SlurmCluster, tmp_path: pathlib.Path) -> pathlib.Path:
     """Write a copy of the cluster's config naming a port nobody serves."""
     with socket.socket() as sock:
@@ -336,6 +349,7 @@ async def test_cancel_running(
     await wait_for_file(spec.work_dir / "pid")
     pid = int((spec.work_dir / "pid").read_text())
     assert pid_alive(pid)
+    calls = record_calls(slurm_runner)
     await slurm_runner.terminate(spec.job_id, state)
     outcome = await asyncio.wait_for(
         slurm_runner.wait_finished(spec.job_id, state), STD_TIMEOUT
@@ -343,6 +357,7 @@ async def test_cancel_running(
     assert outcome.status == RunStatus.CANCELLED
     assert outcome.exit_code == -15
     assert await wait_pid_gone(pid)
+    assert calls.count("scancel") == 1
     # Terminating an ended job is harmless.
     await slurm_runner.terminate(spec.job_id, state)
 
@@ -506,14 +521,7 @@ async def test_reattach_while_controller_unreachable(
 ) -> None:
     conf = unreachable_conf(slurm_cluster, tmp_path)
     runner = slurm_cluster.make_runner(slurm_conf=str(conf), cli_timeout=1)
-    calls: list[str] = []
-    original_run = runner.cli.run
-
-    async def counting_run(tool, args, stdin=None):  # type: ignore[no-untyped-def]
-        calls.append(tool)
-        return await original_run(tool, args, stdin)
-
-    runner.cli.run = counting_run  # type: ignore[method-assign]
+    calls = record_calls(runner)
     try:
         # Jobs cannot be checked now; they are followed until Slurm answers.
         assert await runner.reattach("first", {"slurm_job_id": "1"})

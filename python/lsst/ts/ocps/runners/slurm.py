@@ -127,6 +127,7 @@ class _Tracked:
     state: str = ""
     outcome: RunOutcome | None = None
     cancel_requested: bool = False
+    cancel_sent: bool = False
 
 
 class SlurmRunner(Runner):
@@ -464,6 +465,8 @@ class SlurmRunner(Runner):
             self.log.warning(
                 "job_id=%s aborted; scancel will be retried: %s", job_id, e
             )
+        else:
+            tracked.cancel_sent = True
         self._wake.set()
 
     async def reattach(self, job_id: str, runner_state: dict[str, Any]) -> bool:
@@ -635,7 +638,7 @@ class SlurmRunner(Runner):
                     entry.reason,
                 )
             if meaning == "running" and not tracked.started.is_set():
-                self.log.info(
+                self.log.debug(
                     "job_id=%s started as Slurm job %s",
                     tracked.job_id,
                     tracked.slurm_id,
@@ -643,7 +646,7 @@ class SlurmRunner(Runner):
                 tracked.started.set()
             elif meaning == "ended":
                 await self._resolve(tracked, entry.state)
-            elif tracked.cancel_requested:
+            elif tracked.cancel_requested and not tracked.cancel_sent:
                 await self._retry_cancel(tracked)
 
     async def _retry_cancel(self, tracked: _Tracked) -> None:
@@ -652,6 +655,8 @@ class SlurmRunner(Runner):
             await self.cli.scancel(tracked.slurm_id)
         except SlurmCommandError as e:
             self.log.debug("job_id=%s scancel failed: %s", tracked.job_id, e)
+        else:
+            tracked.cancel_sent = True
 
     async def _resolve(self, tracked: _Tracked, state: str | None) -> None:
         """Find out how an ended (or vanished) job ended."""
