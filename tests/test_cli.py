@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 from lsst.ts.ocps.cli import parse_param
+from lsst.ts.ocps.client import OcpsClient
 from support.rest import OCPS_SCRIPT, open_gate, run_ocps
 
 STD_TIMEOUT = 60
@@ -318,3 +319,51 @@ async def test_prerequisites(serve: Any) -> None:
     assert job["phase"] == "ERROR"
     assert job["startTime"] is None
     assert failed in job["errorSummary"]["message"]
+
+
+async def test_serve_options(
+    make_ocps_serve: Any, tmp_path: pathlib.Path, rest_job_types_dir: pathlib.Path
+) -> None:
+    server = await make_ocps_serve("--max-concurrent", "1")
+    status, out, err = await ocps(server, "submit", "sleep", "-p", "seconds=600")
+    first = out.split()[0]
+    status, out, err = await ocps(server, "submit", "sleep", "-p", "seconds=600")
+    second = out.split()[0]
+    async with OcpsClient(server.url) as client:
+        job = await client.get(first)
+        while job["phase"] == "QUEUED":
+            job = await client.get(first, wait=30, phase="QUEUED")
+        assert job["phase"] == "EXECUTING"
+        # The second job stays queued while the first runs.
+        job = await client.get(second, wait=1, phase="QUEUED")
+        assert job["phase"] == "QUEUED"
+        for job_id in (first, second):
+            assert (await client.abort(job_id))["phase"] == "ABORTED"
+
+    # The state directory comes from $OCPS_STATE_DIR when not given.
+    state_dir = tmp_path / "from_env"
+    process = await asyncio.create_subprocess_exec(
+        str(OCPS_SCRIPT),
+        "serve",
+        "--port",
+        "0",
+        "--job-types",
+        str(rest_job_types_dir),
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "OCPS_STATE_DIR": str(state_dir)},
+    )
+    assert process.stderr is not None
+    line = b""
+    while b"listening on" not in line:
+        line = await asyncio.wait_for(process.stderr.readline(), STD_TIMEOUT)
+        assert line, "ocps serve ended early"
+    assert f"state in {state_dir}".encode() in line
+    assert (state_dir / "ocps.sqlite3").exists()
+    process.terminate()
+    _, err_bytes = await asyncio.wait_for(process.communicate(), STD_TIMEOUT)
+    assert process.returncode == 0, err_bytes
+
+    status, out, err = await run_ocps(
+        "serve", "--port", "0", "--token-file", str(tmp_path / "missing_token")
+    )
+    assert status == 2 and "cannot read token file" in err
