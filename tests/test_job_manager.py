@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import pathlib
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -631,3 +632,31 @@ async def test_pending_job_in_journal_is_queued_at_start(
     async with make_started_manager(manager_config) as manager:
         done = await finish(manager, pending.job_id)
         assert done.phase == Phase.COMPLETED
+
+
+async def test_output_globs_stay_inside_the_work_dir(
+    tmp_path: pathlib.Path, job_types_dir: pathlib.Path, manager_config: ManagerConfig
+) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not a result")
+    code = (
+        "import os; open('in.txt', 'w').write('x'); "
+        f"os.symlink({str(outside)!r}, 'link.txt')"
+    )
+    (job_types_dir / "escape.yaml").write_text(
+        json.dumps(
+            {
+                "name": "escape",
+                "description": "Leaves a symlink to a file outside its work dir.",
+                "version": "1.0",
+                "command": [sys.executable, "-c", code],
+                "parameters": {"type": "object", "properties": {}},
+                "output_globs": ["*.txt", ".ocps/*", "*/*.log"],
+            }
+        )
+    )
+    async with make_manager(manager_config, job_types_dir) as manager:
+        job = await manager.submit("escape", {})
+        done = await finish(manager, job.job_id)
+    assert done.phase == Phase.COMPLETED
+    assert [result.id for result in done.results] == ["in.txt"]

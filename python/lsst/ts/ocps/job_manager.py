@@ -1024,14 +1024,18 @@ def _collect_outputs(
     root = work_dir.resolve()
     found: set[pathlib.Path] = set()
     for pattern in globs:
+        if pathlib.PurePosixPath(pattern).is_absolute():
+            continue
         for path in root.glob(pattern):
-            relative = path.relative_to(root)
-            if relative.parts[0] == PRIVATE_DIR_NAME or not path.is_file():
+            # A symlink or ".." could lead outside the work dir; leave
+            # such paths out, and OCPS's own files too.
+            resolved = path.resolve()
+            if not resolved.is_relative_to(root) or not resolved.is_file():
                 continue
-            # A symlink could point outside the work dir; leave it out.
-            if not path.resolve().is_relative_to(root):
+            relative = resolved.relative_to(root)
+            if relative.parts[0] == PRIVATE_DIR_NAME:
                 continue
-            found.add(path)
+            found.add(resolved)
     results = []
     for path in sorted(found):
         mime_type, _ = mimetypes.guess_type(path.name)
