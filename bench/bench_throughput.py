@@ -24,7 +24,9 @@
 Runs N jobs of ``true`` through a real `JobManager` (journal, supervisor,
 listeners: submit -> COMPLETED) and, in the same run, the same command N
 times through a bare asyncio spawn loop with the same concurrency. Prints
-both rates and their ratio.
+both rates and their ratio, and the CPU time per job of each (this
+process plus every descendant, which is less sensitive than the rates to
+other load on the machine).
 
 Usage: ``python bench/bench_throughput.py [--jobs N] [--concurrency C]``
 """
@@ -33,6 +35,7 @@ import argparse
 import asyncio
 import json
 import pathlib
+import resource
 import shutil
 import statistics
 import tempfile
@@ -49,6 +52,16 @@ TRUE_TYPE = {
     "command": ["true"],
     "parameters": {"type": "object", "properties": {}},
 }
+
+
+def cpu_seconds() -> float:
+    """Return CPU time used by this process and its waited-for
+    descendants."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
 
 
 async def run_manager(root: pathlib.Path, jobs: int, concurrency: int) -> float:
@@ -109,14 +122,21 @@ async def main() -> None:
     ratios = []
     for round_number in range(args.rounds):
         with tempfile.TemporaryDirectory() as temp_dir:
+            cpu_start = cpu_seconds()
             raw = await run_raw(args.jobs, args.concurrency)
+            cpu_raw = (cpu_seconds() - cpu_start) / args.jobs * 1000
+            # The manager's launcher (and through it every supervisor and
+            # job) is waited for when the manager closes.
+            cpu_start = cpu_seconds()
             managed = await run_manager(
                 pathlib.Path(temp_dir), args.jobs, args.concurrency
             )
+            cpu_managed = (cpu_seconds() - cpu_start) / args.jobs * 1000
         ratios.append(managed / raw)
         print(
-            f"round {round_number}: raw asyncio spawn loop {raw:7.1f} runs/s, "
-            f"JobManager (journal on) {managed:7.1f} jobs/s, "
+            f"round {round_number}: raw asyncio spawn loop {raw:7.1f} runs/s "
+            f"({cpu_raw:.2f} ms CPU/run), JobManager (journal on) "
+            f"{managed:7.1f} jobs/s ({cpu_managed:.2f} ms CPU/job), "
             f"ratio {managed / raw:.2f}"
         )
     print(f"median ratio manager/raw: {statistics.median(ratios):.2f}")
