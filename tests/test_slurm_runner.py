@@ -31,7 +31,6 @@ import sys
 from typing import Any
 
 import pytest
-from lsst.ts.ocps.runners import slurm as slurm_module
 from lsst.ts.ocps.runners.base import LaunchSpec, RunOutcome, RunStatus
 from lsst.ts.ocps.runners.slurm import SlurmRunner, SlurmSpecError
 from lsst.ts.ocps.runners.slurm_cli import (
@@ -41,6 +40,7 @@ from lsst.ts.ocps.runners.slurm_cli import (
     parse_show_job,
     parse_squeue,
 )
+from lsst.ts.ocps.runners.slurm_job import map_outcome
 from support.slurm import SlurmCluster
 
 STD_TIMEOUT = 60  # seconds; a generous bound for any one Slurm job
@@ -178,10 +178,10 @@ def test_outcome_mapping() -> None:
         (("CANCELLED", -15, "None"), RunStatus.CANCELLED, -15),
     ]
     for args, status, exit_code in cases:
-        outcome = slurm_module._outcome(*args)
+        outcome = map_outcome(*args)
         assert (outcome.status, outcome.exit_code) == (status, exit_code), args
-    assert "OUT_OF_MEMORY" in slurm_module._outcome("OUT_OF_MEMORY", 0, "").message
-    launch = slurm_module._outcome("FAILED", -53, "JobLaunchFailure")
+    assert "OUT_OF_MEMORY" in map_outcome("OUT_OF_MEMORY", 0, "").message
+    launch = map_outcome("FAILED", -53, "JobLaunchFailure")
     assert launch.message == "Slurm job state FAILED (JobLaunchFailure)"
 
 

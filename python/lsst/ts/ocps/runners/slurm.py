@@ -21,17 +21,18 @@
 
 """A runner that submits jobs to Slurm and follows them through its CLI."""
 
-__all__ = ["SLURM_STATES", "SlurmRunner", "SlurmSpecError"]
+# The errors are re-exported: everything a user of the runner catches.
+__all__ = [
+    "SlurmCommandError",
+    "SlurmRunner",
+    "SlurmSpecError",
+    "SlurmUnavailableError",
+]
 
 import asyncio
 import collections.abc
 import dataclasses
 import logging
-import math
-import pathlib
-import re
-import shlex
-import signal
 import time
 from typing import Any
 
@@ -42,77 +43,18 @@ from .slurm_cli import (
     SlurmUnavailableError,
     parse_exit_code,
 )
-
-SLURM_STATES: dict[str, str] = {
-    "PENDING": "queued",
-    "CONFIGURING": "queued",
-    "REQUEUED": "queued",
-    "REQUEUE_FED": "queued",
-    "REQUEUE_HOLD": "queued",
-    "RESV_DEL_HOLD": "queued",
-    "RUNNING": "running",
-    "COMPLETING": "running",
-    "SUSPENDED": "running",
-    "STOPPED": "running",
-    "SIGNALING": "running",
-    "STAGE_OUT": "running",
-    "RESIZING": "running",
-    "COMPLETED": "ended",
-    "FAILED": "ended",
-    "TIMEOUT": "ended",
-    "CANCELLED": "ended",
-    "NODE_FAIL": "ended",
-    "OUT_OF_MEMORY": "ended",
-    "BOOT_FAIL": "ended",
-    "DEADLINE": "ended",
-    "PREEMPTED": "ended",
-    "REVOKED": "ended",
-    "SPECIAL_EXIT": "ended",
-}
-"""Slurm job states (long names) by what they mean to the runner: still
-"queued", "running" (started; the job's own process may be ending) or
-"ended". A state not listed is taken as "queued"."""
-
-JOB_NAME_PREFIX = "ocps-"
-"""Slurm job names are this prefix and the ts_ocps job id."""
-
-RESERVED_OPTIONS = (
-    "--chdir",
-    "--error",
-    "--export",
-    "--export-file",
-    "--hold",
-    "--job-name",
-    "--output",
-    "--parsable",
-    "--wrap",
-    "-D",
-    "-H",
-    "-J",
-    "-e",
-    "-o",
+from .slurm_job import (
+    JOB_NAME_PREFIX,
+    SLURM_STATES,
+    SlurmSpecError,
+    check_extra_options,
+    check_options,
+    make_sbatch_options,
+    make_script,
+    map_outcome,
 )
-"""sbatch options the runner sets itself; extra options may not."""
-
-OPTION_KEYS = ("account", "cpus", "memory", "partition", "sbatch_options")
-"""Keys of a job type's ``runner_options`` that this runner reads."""
 
 MAX_BACKOFF = 10.0  # seconds between polls while the controller is away
-
-_SIGNAL_NUMBERS = frozenset(int(number) for number in signal.Signals)
-_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_MEMORY_RE = re.compile(r"[1-9][0-9]*[KMGT]?")
-
-
-class SlurmSpecError(OSError, ValueError):
-    """Raised by `SlurmRunner.launch` if a job cannot be made a Slurm job.
-
-    It is an `OSError`, as `Runner.launch` promises, and a `ValueError`:
-    the job's command, environment or runner options are wrong, so
-    retrying the same job will not help.
-    """
-
-    transient = False
 
 
 @dataclasses.dataclass
@@ -209,7 +151,7 @@ class SlurmRunner(Runner):
         self.log = log or logging.getLogger("ocps.runner.slurm")
         self.partition = partition
         self.account = account
-        self.sbatch_options = self._check_extra_options(sbatch_options)
+        self.sbatch_options = check_extra_options(sbatch_options)
         self.poll_interval = poll_interval
         self.cli = SlurmCli(
             slurm_conf=slurm_conf,
@@ -224,163 +166,37 @@ class SlurmRunner(Runner):
         self._closed = False
         self._idle = False
 
-    @staticmethod
-    def _check_extra_options(options: Any) -> list[str]:
-        """Check extra sbatch options; return them as a list.
-
-        Raises
-        ------
-        ValueError
-            Raised if ``options`` is not a list of strings or sets an
-            option the runner sets itself.
-        """
-        if isinstance(options, str) or not isinstance(
-            options, collections.abc.Sequence
-        ):
-            raise ValueError(f"sbatch options must be a list of strings: {options!r}")
-        checked = []
-        for option in options:
-            if not isinstance(option, str) or not option.startswith("-"):
-                raise ValueError(f"sbatch option {option!r} must start with '-'")
-            if _is_reserved(option):
-                raise ValueError(f"sbatch option {option!r} is set by the runner")
-            checked.append(option)
-        return checked
-
     @classmethod
     def check_options(cls, options: collections.abc.Mapping[str, Any]) -> None:
-        """Check a job type's ``runner_options`` for this runner.
+        """Check the ``runner_options`` of a job type.
 
-        Parameters
-        ----------
-        options : `collections.abc.Mapping` [`str`, `typing.Any`]
-            Keys ``partition``, ``account`` (strings), ``cpus`` (positive
-            integer), ``memory`` (megabytes as a positive integer, or a
-            string such as ``"2G"``) and ``sbatch_options`` (list of
-            strings); all optional.
+        The keys and values are those of `slurm_job.check_options`.
 
         Raises
         ------
         ValueError
-            Raised if an option is unknown or has a wrong value; the
-            message names the option.
+            Raised if an option is unknown or has a wrong value.
         """
-        unknown = sorted(set(options) - set(OPTION_KEYS))
-        if unknown:
-            raise ValueError(
-                f"unknown Slurm runner options {unknown}; known: {OPTION_KEYS}"
-            )
-        for key in ("partition", "account"):
-            value = options.get(key)
-            if value is not None and (
-                not isinstance(value, str) or not re.fullmatch(r"[\w.-]+", value)
-            ):
-                raise ValueError(f"Slurm runner option {key}={value!r} is not a name")
-        cpus = options.get("cpus")
-        if cpus is not None and (
-            isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1
-        ):
-            raise ValueError(
-                f"Slurm runner option cpus={cpus!r} is not a positive integer"
-            )
-        memory = options.get("memory")
-        if memory is not None and not (
-            (isinstance(memory, int) and not isinstance(memory, bool) and memory > 0)
-            or (isinstance(memory, str) and _MEMORY_RE.fullmatch(memory))
-        ):
-            raise ValueError(
-                f"Slurm runner option memory={memory!r} is not megabytes or e.g. '2G'"
-            )
-        cls._check_extra_options(options.get("sbatch_options", []))
+        check_options(options)
 
     def make_script(self, spec: LaunchSpec) -> str:
-        """Write the batch script of a job.
-
-        Parameters
-        ----------
-        spec : `LaunchSpec`
-            The job.
-
-        Returns
-        -------
-        script : `str`
-            A bash script that clears the environment Slurm gave it (but
-            the ``SLURM*`` variables), exports ``spec.env`` and ``exec`` s
-            ``spec.argv``.
-
-        Raises
-        ------
-        ValueError
-            Raised if the argv is empty or an environment variable name is
-            not a shell identifier.
-        """
-        if not spec.argv:
-            raise ValueError(f"job_id={spec.job_id} has an empty command")
-        for name in spec.env:
-            if not _NAME_RE.fullmatch(name):
-                raise ValueError(
-                    f"environment variable name {name!r} cannot be passed to a Slurm job"
-                )
-        lines = [
-            "#!/bin/bash",
-            f"# Batch script of ts_ocps job {spec.job_id}; generated, do not edit.",
-            "for _ocps_name in $(compgen -e); do",
-            '    case "$_ocps_name" in',
-            "        SLURM*) ;;",
-            '        *) unset "$_ocps_name" 2>/dev/null ;;',
-            "    esac",
-            "done",
-            "unset _ocps_name",
-        ]
-        lines += [
-            f"export {name}={shlex.quote(value)}" for name, value in spec.env.items()
-        ]
-        lines.append("exec -- " + " ".join(shlex.quote(word) for word in spec.argv))
-        return "\n".join(lines) + "\n"
+        """Write the batch script of a job; see `slurm_job.make_script`."""
+        return make_script(spec)
 
     def make_sbatch_options(self, spec: LaunchSpec) -> list[str]:
-        """Build the ``sbatch`` options of a job.
-
-        Parameters
-        ----------
-        spec : `LaunchSpec`
-            The job; ``spec.options`` are checked with `check_options`.
-
-        Returns
-        -------
-        options : `list` [`str`]
-            Options, ``--parsable`` excepted.
+        """Build the ``sbatch`` options of a job with this runner's defaults.
 
         Raises
         ------
         ValueError
             Raised if ``spec.options`` are invalid.
         """
-        self.check_options(spec.options)
-        options = [
-            f"--job-name={JOB_NAME_PREFIX}{spec.job_id}",
-            f"--chdir={spec.work_dir.absolute()}",
-            f"--output={_slurm_path(spec.stdout_path)}",
-            f"--error={_slurm_path(spec.stderr_path)}",
-            "--export=NONE",
-            "--nodes=1",
-            "--ntasks=1",
-        ]
-        if spec.time_limit > 0:
-            options.append(f"--time={max(1, math.ceil(spec.time_limit / 60))}")
-        if spec.options.get("cpus") is not None:
-            options.append(f"--cpus-per-task={spec.options['cpus']}")
-        if spec.options.get("memory") is not None:
-            options.append(f"--mem={spec.options['memory']}")
-        partition = spec.options.get("partition") or self.partition
-        if partition:
-            options.append(f"--partition={partition}")
-        account = spec.options.get("account") or self.account
-        if account:
-            options.append(f"--account={account}")
-        options += self.sbatch_options
-        options += list(spec.options.get("sbatch_options", []))
-        return options
+        return make_sbatch_options(
+            spec,
+            partition=self.partition,
+            account=self.account,
+            extra_options=self.sbatch_options,
+        )
 
     async def start(self) -> None:
         self._closed = False
@@ -539,7 +355,7 @@ class SlurmRunner(Runner):
             records = await self.cli.accounting(slurm_id, completion=completion)
             for record in reversed(records):
                 if record.name == name and SLURM_STATES.get(record.state) == "ended":
-                    return _outcome(record.state, record.exit_code, "")
+                    return map_outcome(record.state, record.exit_code, "")
         return None
 
     def followed_jobs(self) -> dict[str, str]:
@@ -668,7 +484,7 @@ class SlurmRunner(Runner):
             state = fields.get("JobState", state)
             if state is None or SLURM_STATES.get(state) != "ended":
                 return
-            outcome = _outcome(
+            outcome = map_outcome(
                 state,
                 parse_exit_code(fields.get("ExitCode", "")),
                 fields.get("Reason", ""),
@@ -701,19 +517,6 @@ class SlurmRunner(Runner):
         )
 
 
-def _is_reserved(option: str) -> bool:
-    """Is an sbatch option (or an abbreviation of it) one the runner sets?"""
-    name = option.split("=", 1)[0]
-    if name.startswith("--"):
-        # sbatch accepts unambiguous abbreviations of long options.
-        return len(name) > 2 and any(
-            reserved.startswith(name)
-            for reserved in RESERVED_OPTIONS
-            if reserved.startswith("--")
-        )
-    return name[:2] in RESERVED_OPTIONS
-
-
 def _slurm_id(job_id: str, runner_state: dict[str, Any]) -> str:
     """Read the Slurm job id from a runner state.
 
@@ -726,49 +529,3 @@ def _slurm_id(job_id: str, runner_state: dict[str, Any]) -> str:
     if not slurm_id.isdigit():
         raise ValueError(f"job_id={job_id} has no Slurm job id in {runner_state!r}")
     return slurm_id
-
-
-def _slurm_path(path: pathlib.Path) -> str:
-    """Make an absolute path safe from Slurm's ``%`` file-name patterns."""
-    text = str(path.absolute())
-    if "\\" in text:
-        # Slurm does not expand patterns at all in a name with a backslash.
-        return text
-    return text.replace("%", "%%")
-
-
-def _outcome(state: str, exit_code: int | None, reason: str) -> RunOutcome:
-    """Map a final Slurm state and exit code to a `RunOutcome`."""
-    detail = "" if reason in ("", "None") else f" ({reason})"
-    if state in ("TIMEOUT", "CANCELLED") and exit_code == 0:
-        # Slurm writes 0:0 for a job cancelled before it ran.
-        exit_code = None
-    if state == "COMPLETED":
-        return RunOutcome(status=RunStatus.EXITED, exit_code=exit_code or 0)
-    if state == "TIMEOUT":
-        return RunOutcome(
-            status=RunStatus.TIMEOUT, exit_code=exit_code, message="time limit exceeded"
-        )
-    if state == "CANCELLED":
-        return RunOutcome(
-            status=RunStatus.CANCELLED,
-            exit_code=exit_code,
-            message=f"Slurm job cancelled{detail}",
-        )
-    if exit_code == 0 or (
-        reason == "JobLaunchFailure"
-        and exit_code is not None
-        and -exit_code not in _SIGNAL_NUMBERS
-    ):
-        # No usable exit code: Slurm failed the job, not the job itself.
-        # (Slurm calls any batch job killed by a signal JobLaunchFailure;
-        # a real launch failure shows its internal "signal" 53.)
-        exit_code = None
-    if state == "FAILED" and exit_code is not None:
-        # The job's own failure; its exit code says it all.
-        return RunOutcome(status=RunStatus.EXITED, exit_code=exit_code)
-    return RunOutcome(
-        status=RunStatus.EXITED,
-        exit_code=exit_code,
-        message=f"Slurm job state {state}{detail}",
-    )
