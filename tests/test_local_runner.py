@@ -208,6 +208,12 @@ async def test_lost_job(tmp_path: pathlib.Path, runner: LocalRunner) -> None:
     assert outcome.status == RunStatus.LOST
     assert "lost during a restart" in outcome.message
 
+    # A supervisor killed while writing leaves a file that does not parse.
+    pathlib.Path(state["exit_file"]).write_text('{"status": "exi')
+    outcome = await runner.wait_finished("job1", state)
+    assert outcome.status == RunStatus.LOST
+    assert "unreadable" in outcome.message
+
     # A live process that is not our supervisor (start time differs).
     impostor = dict(state, pid=os.getpid())
     assert not await runner.reattach("job1", impostor)

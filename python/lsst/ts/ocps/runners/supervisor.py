@@ -134,15 +134,21 @@ def _kill_group(pgid: int, signum: int) -> None:
 
 
 def _write_exit_file(path: str, status: str, exit_code: int) -> None:
-    """Write the exit file by renaming a complete temporary file.
+    """Write the exit file.
 
-    No fsync: like the journal (WAL, synchronous=NORMAL), this survives a
-    crash of any process, not a power loss.
+    No temporary file and rename: the runner reads the file only once this
+    process has ended, so it never sees a write in progress; a supervisor
+    killed mid-write leaves a file that does not parse, which the runner
+    reports as a lost job. No fsync either: like the journal (WAL,
+    synchronous=NORMAL), this survives a crash of any process, not a
+    power loss.
     """
-    temp_path = f"{path}.tmp"
-    with open(temp_path, "w") as file:
-        json.dump({"status": status, "exit_code": exit_code}, file)
-    os.replace(temp_path, path)
+    text = f'{{"status": "{status}", "exit_code": {int(exit_code)}}}'
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
 
 
 def supervise(request: dict[str, Any]) -> None:
