@@ -214,6 +214,8 @@ async def test_lost_job(tmp_path: pathlib.Path, runner: LocalRunner) -> None:
     assert outcome.status == RunStatus.LOST
     assert "unreadable" in outcome.message
 
+    pathlib.Path(state["exit_file"]).unlink()
+
     # A live process that is not our supervisor (start time differs).
     impostor = dict(state, pid=os.getpid())
     assert not await runner.reattach("job1", impostor)
