@@ -205,7 +205,8 @@ async def test_controller_unreachable_at_submit(
     async with make_manager(
         make_config(tmp_path),
         types_dir,
-        runners=runners(slurm_cluster, slurm_conf=str(conf)),
+        # A short CLI timeout: the runner tests cover sbatch's own error.
+        runners=runners(slurm_cluster, slurm_conf=str(conf), cli_timeout=2),
     ) as manager:
         job = await manager.submit("slurm_exit", {})
         done = await finish(manager, job.job_id)
