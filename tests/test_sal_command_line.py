@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
+import logging
 import os
 import signal
 import sys
@@ -83,6 +84,8 @@ async def test_make_from_cmd_line() -> None:
         assert csc.log.level == 10
     finally:
         await csc.close()
+        # The "OCPS" logger is process-wide; leave it as other tests expect.
+        csc.log.setLevel(logging.NOTSET)
     with pytest.raises(SystemExit):
         make_from_cmd_line(MinimalOcpsCsc, index=True, argv=["0"])
 

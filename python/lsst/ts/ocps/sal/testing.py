@@ -306,6 +306,9 @@ async def make_csc(
         )
     finally:
         HOLD_START.reset(token)
+    # The CSC's logger is process-wide: restore its level on exit so that
+    # one test's setLogLevel does not leak into the next.
+    saved_level = csc.log.level
     if log_level is not None:
         csc.log.setLevel(log_level)
     remote = Remote(csc.domain, csc.salinfo.name, csc.salinfo.index)
@@ -324,6 +327,7 @@ async def make_csc(
     finally:
         await remote.close()
         await csc.close()
+        csc.log.setLevel(saved_level)
 
 
 async def check_bin_script(
