@@ -187,6 +187,36 @@ async def test_list_filters(journal: Journal) -> None:
     assert ids(active) == list(range(2, 30, 3))
 
 
+async def test_ids_and_counts_by_phase(journal: Journal) -> None:
+    empty = await journal.count_by_phase()
+    assert empty == {phase: 0 for phase in ExecutionPhase}
+    assert await journal.list_ids() == []
+
+    phases = [ExecutionPhase.COMPLETED, ExecutionPhase.ERROR, ExecutionPhase.QUEUED]
+    jobs = [make_job(i, phases[i % 3]) for i in range(30)]
+    # Two jobs created at the same time are listed newest inserted first.
+    twin = make_job(30, ExecutionPhase.ERROR)
+    twin.creation_time = jobs[-1].creation_time
+    await journal.insert_many(jobs + [twin])
+
+    every = await journal.list_ids()
+    assert every == [job.job_id for job in await journal.list_jobs(limit=1000)]
+    assert every[:3] == ["job-000030", "job-000029", "job-000028"]
+    errors = await journal.list_ids(phases=[ExecutionPhase.ERROR])
+    assert errors == ["job-000030"] + [f"job-{i:06d}" for i in range(28, 0, -3)]
+    assert await journal.list_ids(phases=[]) == []
+    assert await journal.list_ids(phases=[ExecutionPhase.ABORTED]) == []
+
+    counts = await journal.count_by_phase()
+    assert counts == {phase: 0 for phase in ExecutionPhase} | {
+        ExecutionPhase.COMPLETED: 10,
+        ExecutionPhase.ERROR: 11,
+        ExecutionPhase.QUEUED: 10,
+    }
+    await journal.delete("job-000000")
+    assert (await journal.count_by_phase())[ExecutionPhase.COMPLETED] == 9
+
+
 async def test_destruction_and_reporting(journal: Journal) -> None:
     jobs = [make_job(i) for i in range(3)] + [make_job(3, ExecutionPhase.EXECUTING)]
     for i, job in enumerate(jobs[:3]):

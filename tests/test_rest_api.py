@@ -35,7 +35,7 @@ import pytest
 import yaml
 import yarl
 from lsst.ts.ocps.client import ClientError, OcpsClient
-from lsst.ts.ocps.models import parse_time
+from lsst.ts.ocps.models import ExecutionPhase, parse_time
 from lsst.ts.ocps.rest_api import OPENAPI_PATH
 from support.rest import RestServer, ValidatingResponse, open_gate
 
@@ -395,6 +395,12 @@ async def test_list_filters_and_paging(rest_api: aiohttp.ClientSession) -> None:
     assert await category("pending") == []
     assert await category("null") == []
 
+    status, health = await call(rest_api, "GET", "health")
+    assert status == 200
+    zero = {phase: 0 for phase in ExecutionPhase}
+    assert health["jobs"] == zero | {"COMPLETED": 5, "ERROR": 1}
+    assert health["total"] == 6
+
 
 async def test_list_categories_of_active_jobs(
     rest_api: aiohttp.ClientSession, fifo: pathlib.Path
@@ -411,7 +417,8 @@ async def test_list_categories_of_active_jobs(
 
     status, health = await call(rest_api, "GET", "health")
     assert status == 200
-    assert health["jobs"] == {"EXECUTING": 1, "QUEUED": 1, "HELD": 1}
+    zero = {phase: 0 for phase in ExecutionPhase}
+    assert health["jobs"] == zero | {"EXECUTING": 1, "QUEUED": 1, "HELD": 1}
     assert health["total"] == 3
     assert health["status"] == "ok"
 

@@ -351,6 +351,37 @@ class Journal:
             offset,
         )
 
+    async def list_ids(
+        self, *, phases: Collection[ExecutionPhase] | None = None
+    ) -> list[str]:
+        """List the ids of jobs, newest first, without loading the jobs.
+
+        Parameters
+        ----------
+        phases : `collections.abc.Collection` [`ExecutionPhase`] or `None`
+            Only jobs in one of these phases; None for all.
+
+        Returns
+        -------
+        job_ids : `list` [`str`]
+            The ids, in the order of `list_jobs`.
+        """
+        return await self._call(
+            self._list_ids_sync,
+            None if phases is None else sorted(str(phase) for phase in phases),
+        )
+
+    async def count_by_phase(self) -> dict[ExecutionPhase, int]:
+        """Return the number of jobs in each phase, in one query.
+
+        Returns
+        -------
+        counts : `dict` [`ExecutionPhase`, `int`]
+            Every phase, with 0 for phases that no job is in.
+        """
+        found = await self._call(self._count_by_phase_sync)
+        return {phase: found.get(str(phase), 0) for phase in ExecutionPhase}
+
     async def active_jobs(self) -> list[Job]:
         """Return every job in an active phase, oldest first."""
         return await self._call(self._active_sync)
@@ -497,6 +528,26 @@ class Journal:
             args + [limit, offset],
         ).fetchall()
         return [_job_from_row(row) for row in rows]
+
+    def _list_ids_sync(self, phases: list[str] | None) -> list[str]:
+        where = ""
+        if phases is not None:
+            if not phases:
+                return []
+            where = f"WHERE phase IN ({', '.join('?' for _ in phases)})"
+        # Plain tuples: a sqlite3.Row per id would cost more than the query.
+        cursor = self._db.cursor()
+        cursor.row_factory = None
+        cursor.execute(
+            f"SELECT job_id FROM jobs {where} "
+            "ORDER BY creation_time DESC, rowid DESC",
+            phases or [],
+        )
+        return [row[0] for row in cursor]
+
+    def _count_by_phase_sync(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT phase, COUNT(*) FROM jobs GROUP BY phase")
+        return {phase: count for phase, count in rows}
 
     def _active_sync(self) -> list[Job]:
         phases = sorted(str(phase) for phase in ACTIVE_PHASES)
