@@ -34,10 +34,13 @@ import pathlib
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .client import ClientError, OcpsClient
 from .exceptions import JobTypeError, OcpsError
+
+if TYPE_CHECKING:
+    from .runners.registry import RunnerSettings
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 """Server address used when neither ``--url`` nor ``OCPS_URL`` is set."""
@@ -143,6 +146,45 @@ def _make_parser() -> argparse.ArgumentParser:
         default=None,
         help="file holding the bearer token of PUT/POST/DELETE "
         "(default: $OCPS_API_TOKEN; none = no authentication)",
+    )
+    serve.add_argument(
+        "--default-runner",
+        choices=["local", "slurm"],
+        default="local",
+        help="runner of the job types that name none (default: %(default)s); "
+        "slurm needs --slurm",
+    )
+    slurm = serve.add_argument_group(
+        "Slurm runner", "run job types with 'runner: slurm' as Slurm batch jobs"
+    )
+    slurm.add_argument("--slurm", action="store_true", help="enable the Slurm runner")
+    slurm.add_argument(
+        "--slurm-partition", default=None, help="default partition of the jobs"
+    )
+    slurm.add_argument(
+        "--slurm-account", default=None, help="default account of the jobs"
+    )
+    slurm.add_argument(
+        "--slurm-option",
+        dest="slurm_options",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="extra sbatch option for every job, e.g. --slurm-option=--qos=normal "
+        "(repeatable)",
+    )
+    slurm.add_argument(
+        "--slurm-poll-interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="seconds between two squeue calls (default: 0.5)",
+    )
+    slurm.add_argument(
+        "--slurm-conf",
+        default=None,
+        metavar="PATH",
+        help="SLURM_CONF of the Slurm commands (default: inherited)",
     )
     serve.add_argument(
         "--log-level",
@@ -398,14 +440,73 @@ def _validate(args: argparse.Namespace, out: TextIO) -> int:
     return 1 if problems else 0
 
 
+def _runner_settings(args: argparse.Namespace) -> RunnerSettings:
+    """Read the runner options of ``ocps serve``.
+
+    Raises
+    ------
+    ValueError
+        Raised if a Slurm option is given without ``--slurm``, a value is
+        invalid, or the default runner is not enabled.
+    """
+    # Imported here so that the client commands do not load the runners.
+    from .runners.registry import RunnerSettings, SlurmSettings
+
+    slurm_given = [
+        flag
+        for flag, value in (
+            ("--slurm-partition", args.slurm_partition),
+            ("--slurm-account", args.slurm_account),
+            ("--slurm-option", args.slurm_options),
+            ("--slurm-poll-interval", args.slurm_poll_interval),
+            ("--slurm-conf", args.slurm_conf),
+        )
+        if value is not None and value != []
+    ]
+    slurm = None
+    if args.slurm:
+        try:
+            slurm = SlurmSettings(
+                partition=args.slurm_partition,
+                account=args.slurm_account,
+                sbatch_options=tuple(args.slurm_options),
+                poll_interval=(
+                    0.5
+                    if args.slurm_poll_interval is None
+                    else args.slurm_poll_interval
+                ),
+                slurm_conf=args.slurm_conf,
+            )
+        except ValueError as e:
+            raise ValueError(f"invalid Slurm runner option: {e}") from e
+    elif slurm_given:
+        raise ValueError(f"{', '.join(slurm_given)} need(s) --slurm")
+    try:
+        return RunnerSettings(default_runner=args.default_runner, slurm=slurm)
+    except ValueError as e:
+        raise ValueError(
+            f"--default-runner {args.default_runner}: {e} (--slurm)"
+        ) from e
+
+
 async def _serve(args: argparse.Namespace) -> int:
     """Run the job server until SIGTERM or SIGINT."""
     from .job_manager import JobManager, ManagerConfig
     from .job_types import JobTypeRegistry
     from .rest_api import create_app, load_token, start_server
+    from .runners.registry import make_runners
 
     try:
-        registry = JobTypeRegistry.from_directory(args.job_types)
+        runner_settings = _runner_settings(args)
+    except ValueError as e:
+        sys.stderr.write(f"ocps: {e}\n")
+        return 2
+    try:
+        registry = JobTypeRegistry.from_directory(
+            args.job_types,
+            default_runner=runner_settings.default_runner,
+            runners=runner_settings.available,
+        )
         token = load_token(args.token_file)
     except JobTypeError as e:
         sys.stderr.write(f"ocps: invalid job types in {args.job_types}:\n")
@@ -422,7 +523,11 @@ async def _serve(args: argparse.Namespace) -> int:
         max_concurrent=args.max_concurrent,
         retention=args.retention,
     )
-    manager = JobManager(config, registry, log=logging.getLogger("ocps.manager"))
+    manager_log = logging.getLogger("ocps.manager")
+    runners = make_runners(
+        runner_settings, kill_grace=config.kill_grace, log=manager_log
+    )
+    manager = JobManager(config, registry, runners=runners, log=manager_log)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -440,6 +545,11 @@ async def _serve(args: argparse.Namespace) -> int:
                 len(registry),
                 args.job_types,
                 state_dir,
+            )
+            _log.info(
+                "runners: %s (default %s)",
+                ", ".join(sorted(runners)),
+                runner_settings.default_runner,
             )
             await stop.wait()
             _log.info("stopping")

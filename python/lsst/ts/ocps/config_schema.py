@@ -140,6 +140,60 @@ properties:
       Empty: none (or $OCPS_API_TOKEN).
     type: string
     default: ""
+  default_runner:
+    description: >-
+      Runner of the job types that name none (job types with a runner
+      key keep theirs). slurm needs slurm.enabled.
+    type: string
+    enum: [local, slurm]
+    default: local
+  slurm:
+    description: >-
+      The Slurm runner, used by job types with "runner: slurm". Off
+      unless enabled is true.
+    type: object
+    properties:
+      enabled:
+        description: Build the Slurm runner.
+        type: boolean
+        default: false
+      partition:
+        description: >-
+          Default partition of the jobs (a job type's partition option
+          wins). Empty: Slurm's default.
+        type: string
+        default: ""
+      account:
+        description: >-
+          Default account of the jobs (a job type's account option wins).
+          Empty: Slurm's default.
+        type: string
+        default: ""
+      sbatch_options:
+        description: >-
+          Extra sbatch options for every job, e.g. "--qos=normal"; options
+          the runner sets itself (--output, --time, ...) are refused.
+        type: array
+        items:
+          type: string
+        default: []
+      poll_interval:
+        description: Seconds between two squeue calls while jobs run.
+        type: number
+        exclusiveMinimum: 0
+        default: 0.5
+      cli_timeout:
+        description: Seconds any one Slurm command may take.
+        type: number
+        exclusiveMinimum: 0
+        default: 30
+      slurm_conf:
+        description: >-
+          SLURM_CONF of the Slurm commands; relative paths are taken
+          relative to the configuration directory. Empty: inherited.
+        type: string
+        default: ""
+    additionalProperties: false
   simulation_duration:
     description: >-
       Seconds a simulated job runs (simulation mode 1) before its

@@ -42,6 +42,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .config_schema import CONFIG_SCHEMA, UNUSED_INSTANCE_KEYS
+from .runners.registry import RunnerSettings, SlurmSettings
 
 _REPO_ROOT = pathlib.Path(__file__).resolve().parents[4]
 
@@ -128,6 +129,8 @@ class ManagerSettings:
         Seconds a finished job and its files are kept.
     log_limit : `int`
         Bytes of stdout and of stderr kept per job; 0 means no limit.
+    runners : `RunnerSettings`
+        The runners and the default runner of job types.
     """
 
     state_dir: pathlib.Path
@@ -135,6 +138,7 @@ class ManagerSettings:
     max_concurrent: int
     retention: float
     log_limit: int
+    runners: RunnerSettings = RunnerSettings()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,6 +248,7 @@ class CscSettings:
             max_concurrent=values["max_concurrent"],
             retention=float(values["retention"]),
             log_limit=values["log_limit"],
+            runners=_read_runners(values, config_dir),
         )
         rest_port = values["rest_port"]
         if instance is not None and instance.rest_port is not None:
@@ -331,6 +336,36 @@ def _with_defaults(config: Any) -> dict[str, Any]:
     }
     values.update(given)
     return values
+
+
+def _read_runners(
+    values: Mapping[str, Any], config_dir: pathlib.Path
+) -> RunnerSettings:
+    """Read ``default_runner`` and the ``slurm`` section."""
+    slurm_schema = CONFIG_SCHEMA["properties"]["slurm"]["properties"]
+    section = {name: prop["default"] for name, prop in slurm_schema.items()}
+    section.update(values.get("slurm") or {})
+    slurm = None
+    if section["enabled"]:
+        slurm_conf = None
+        if section["slurm_conf"]:
+            path = config_dir / pathlib.Path(section["slurm_conf"]).expanduser()
+            slurm_conf = str(path.absolute())
+        try:
+            slurm = SlurmSettings(
+                partition=section["partition"] or None,
+                account=section["account"] or None,
+                sbatch_options=tuple(section["sbatch_options"]),
+                poll_interval=float(section["poll_interval"]),
+                cli_timeout=float(section["cli_timeout"]),
+                slurm_conf=slurm_conf,
+            )
+        except ValueError as e:
+            raise ValueError(f"slurm: {e}") from e
+    try:
+        return RunnerSettings(default_runner=values["default_runner"], slurm=slurm)
+    except ValueError as e:
+        raise ValueError(f"default_runner: {e} (set slurm.enabled: true)") from e
 
 
 def _read_token(

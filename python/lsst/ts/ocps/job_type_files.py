@@ -39,7 +39,7 @@ import functools
 import math
 import pathlib
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Any
 
 import jsonschema
@@ -48,6 +48,7 @@ import jsonschema.validators
 import yaml
 
 from .exceptions import JobTypeProblem, OcpsError
+from .runners.registry import check_runner_options
 from .templates import parse_template, placeholder_names
 
 DEFAULTS: dict[str, Any] = {
@@ -59,7 +60,10 @@ DEFAULTS: dict[str, Any] = {
     "output_globs": [],
     "preprocessor": None,
 }
-"""Values of the optional keys of a job-type file (as in its schema)."""
+"""Values of the optional keys of a job-type file (as in its schema).
+
+``runner`` is the default of `check_file`; a service may configure
+another one."""
 
 JOB_TYPE_SCHEMA_PATH = (
     pathlib.Path(__file__).resolve().parents[4] / "schema" / "job_type.schema.yaml"
@@ -488,8 +492,37 @@ def _semantic_problems(
     return problems
 
 
+def _runner_problems(
+    path: str,
+    document: Mapping[str, Any],
+    explicit: bool,
+    runners: Collection[str] | None,
+) -> list[JobTypeProblem]:
+    """Check a job type's runner name and its ``runner_options``."""
+    runner = document["runner"]
+    origin = "" if explicit else f" (runner {runner!r} is the configured default)"
+    if runners is not None and runner not in runners:
+        available = ", ".join(sorted(runners)) or "none"
+        return [
+            JobTypeProblem(
+                path,
+                "$.runner" if explicit else "$",
+                f"runner {runner!r} is not configured{origin}; available: "
+                f"{available}",
+            )
+        ]
+    try:
+        check_runner_options(runner, document["runner_options"])
+    except ValueError as e:
+        return [JobTypeProblem(path, "$.runner_options", f"{e}{origin}")]
+    return []
+
+
 def check_file(
     file_path: pathlib.Path,
+    *,
+    default_runner: str = DEFAULTS["runner"],
+    runners: Collection[str] | None = None,
 ) -> tuple[dict[str, Any] | None, list[JobTypeProblem]]:
     """Load and check one job-type file.
 
@@ -497,14 +530,19 @@ def check_file(
     ----------
     file_path : `pathlib.Path`
         The YAML file.
+    default_runner : `str`
+        Runner of a job type that names none.
+    runners : `collections.abc.Collection` [`str`] or `None`
+        Names of the runners available; a job type whose runner is not
+        one of them is a problem. None: any name is accepted.
 
     Returns
     -------
     document : `dict` [`str`, `typing.Any`] or `None`
         The file's content with every optional key filled in (see
-        `DEFAULTS`) and ``additionalProperties: false`` added to the
-        parameters schema unless it says otherwise; None if the file has
-        problems.
+        `DEFAULTS`, with ``runner`` set to ``default_runner`` if absent)
+        and ``additionalProperties: false`` added to the parameters
+        schema unless it says otherwise; None if the file has problems.
     problems : `list` [`JobTypeProblem`]
         Every problem of the file; empty if it is valid.
     """
@@ -536,7 +574,11 @@ def check_file(
     if problems:
         return None, problems
 
-    document = {**copy.deepcopy(DEFAULTS), **document}
+    explicit = "runner" in document
+    document = {**copy.deepcopy(DEFAULTS), "runner": default_runner, **document}
+    problems = _runner_problems(path, document, explicit, runners)
+    if problems:
+        return None, problems
     document["execution_duration"] = float(document["execution_duration"])
     if not allows_unknown_parameters(document["parameters"]):
         document["parameters"]["additionalProperties"] = False
@@ -545,6 +587,9 @@ def check_file(
 
 def check_directory(
     directory: str | pathlib.Path,
+    *,
+    default_runner: str = DEFAULTS["runner"],
+    runners: Collection[str] | None = None,
 ) -> tuple[list[tuple[pathlib.Path, dict[str, Any]]], list[JobTypeProblem]]:
     """Load and check every job-type file of a directory.
 
@@ -553,6 +598,10 @@ def check_directory(
     directory : `str` or `pathlib.Path`
         The directory; its ``*.yaml`` and ``*.yml`` files are read, other
         files and hidden files are ignored.
+    default_runner : `str`
+        Runner of a job type that names none.
+    runners : `collections.abc.Collection` [`str`] or `None`
+        Names of the runners available; None accepts any runner name.
 
     Returns
     -------
@@ -590,7 +639,9 @@ def check_directory(
     problems: list[JobTypeProblem] = []
     first_seen: dict[str, pathlib.Path] = {}
     for file_path in files:
-        document, file_problems = check_file(file_path)
+        document, file_problems = check_file(
+            file_path, default_runner=default_runner, runners=runners
+        )
         problems += file_problems
         if document is None:
             continue

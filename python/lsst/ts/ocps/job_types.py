@@ -40,7 +40,14 @@ import importlib
 import logging
 import pathlib
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import Any
 
 import jsonschema
@@ -372,13 +379,23 @@ def _describe_parameter_error(
     return [f"parameter {_parameter_path(path)!r}: {error.message}"]
 
 
-def load_job_type(path: str | pathlib.Path) -> JobType:
+def load_job_type(
+    path: str | pathlib.Path,
+    *,
+    default_runner: str = "local",
+    runners: Collection[str] | None = None,
+) -> JobType:
     """Load one job-type file.
 
     Parameters
     ----------
     path : `str` or `pathlib.Path`
         The YAML file.
+    default_runner : `str`
+        Runner of a job type that names none.
+    runners : `collections.abc.Collection` [`str`] or `None`
+        Names of the runners available; a type naming another runner is
+        invalid. None: any runner name is accepted.
 
     Returns
     -------
@@ -391,7 +408,9 @@ def load_job_type(path: str | pathlib.Path) -> JobType:
         Raised with every problem of the file if it is invalid.
     """
     path = pathlib.Path(path)
-    document, problems = check_file(path)
+    document, problems = check_file(
+        path, default_runner=default_runner, runners=runners
+    )
     if problems or document is None:
         raise JobTypeError(problems)
     return JobType.from_document(document, path)
@@ -437,13 +456,25 @@ class JobTypeRegistry(collections.abc.Mapping[str, JobType]):
         self._types = dict(sorted(types.items()))
 
     @classmethod
-    def from_directory(cls, directory: str | pathlib.Path) -> JobTypeRegistry:
+    def from_directory(
+        cls,
+        directory: str | pathlib.Path,
+        *,
+        default_runner: str = "local",
+        runners: Collection[str] | None = None,
+    ) -> JobTypeRegistry:
         """Load every ``*.yaml``/``*.yml`` file of a directory.
 
         Parameters
         ----------
         directory : `str` or `pathlib.Path`
             The directory of job-type files.
+        default_runner : `str`
+            Runner of the job types that name none.
+        runners : `collections.abc.Collection` [`str`] or `None`
+            Names of the runners available; a type naming another runner
+            is invalid. None: any runner name is accepted (the job manager
+            refuses a job whose runner it lacks at submit).
 
         Returns
         -------
@@ -454,10 +485,13 @@ class JobTypeRegistry(collections.abc.Mapping[str, JobType]):
         ------
         JobTypeError
             Raised with every problem of every file (file, JSON path and
-            reason) if any file is invalid, or the directory is missing or
-            holds no job-type file.
+            reason) if any file is invalid (``runner_options`` that its
+            runner refuses and a runner not in ``runners`` included), or
+            the directory is missing or holds no job-type file.
         """
-        documents, problems = check_directory(directory)
+        documents, problems = check_directory(
+            directory, default_runner=default_runner, runners=runners
+        )
         if problems:
             raise JobTypeError(problems)
         job_types = [JobType.from_document(doc, path) for path, doc in documents]

@@ -116,6 +116,7 @@ from .job_types import JobTypeRegistry
 from .models import ACTIVE_PHASES, ExecutionPhase, Job
 from .rapid_analysis import RapidAnalysisBackend, RedisSettings
 from .rest_api import create_app, start_server
+from .runners.registry import make_runners
 from .simulator import SimulatedJobs
 
 ACK_TIMEOUT_MARGIN = 60.0
@@ -333,7 +334,7 @@ class OcpsCsc(sal.ConfigurableCsc):
         async with self._backend_lock:
             replace = self.manager is None or self._manager_settings != settings.manager
             if replace:
-                job_types = _load_job_types(settings.manager.job_types_dir)
+                job_types = _load_job_types(settings.manager)
             else:
                 assert self.manager is not None
                 job_types = self.manager.job_types
@@ -360,9 +361,9 @@ class OcpsCsc(sal.ConfigurableCsc):
                     if active:
                         raise sal.ExpectedError(
                             "cannot change the job manager settings (state_dir, "
-                            "job_types_dir, max_concurrent, retention, log_limit) "
-                            "while jobs are queued or running; wait for them or "
-                            "abort them"
+                            "job_types_dir, max_concurrent, retention, log_limit, "
+                            "default_runner, slurm) while jobs are queued or "
+                            "running; wait for them or abort them"
                         )
                     await self._stop_rest()
                     await self._close_manager()
@@ -396,7 +397,10 @@ class OcpsCsc(sal.ConfigurableCsc):
             retention=settings.retention,
             log_limit=settings.log_limit,
         )
-        manager = JobManager(config, job_types, log=self.log)
+        runners = make_runners(
+            settings.runners, kill_grace=config.kill_grace, log=self.log
+        )
+        manager = JobManager(config, job_types, runners=runners, log=self.log)
         manager.add_listener(self._on_job_change)
         self._manager_started = datetime.datetime.now(datetime.UTC)
         try:
@@ -411,7 +415,9 @@ class OcpsCsc(sal.ConfigurableCsc):
         self._manager_settings = settings
         self.log.info(
             f"Job manager started: state_dir={str(settings.state_dir)!r}, "
-            f"job types {', '.join(sorted(job_types))}"
+            f"job types {', '.join(sorted(job_types))}, runners "
+            f"{', '.join(sorted(runners))} (default "
+            f"{settings.runners.default_runner})"
         )
         for job in await manager.unreported_jobs():
             self._start_report(job, manager)
@@ -741,10 +747,19 @@ def _ack_result(job_id: str) -> str:
     return json.dumps({"job_id": job_id})
 
 
-def _load_job_types(directory: pathlib.Path) -> JobTypeRegistry:
-    """Load a job-type directory, turning problems into one error."""
+def _load_job_types(settings: ManagerSettings) -> JobTypeRegistry:
+    """Load the job-type directory for the configured runners.
+
+    A type naming a runner that is not configured, or runner options its
+    runner refuses, is a problem like any other of its file.
+    """
+    directory = settings.job_types_dir
     try:
-        return JobTypeRegistry.from_directory(directory)
+        return JobTypeRegistry.from_directory(
+            directory,
+            default_runner=settings.runners.default_runner,
+            runners=settings.runners.available,
+        )
     except OcpsError as e:
         raise sal.ExpectedError(f"job types in {str(directory)!r}: {e}") from e
 
