@@ -603,3 +603,122 @@ async def test_loads_from_any_working_directory(tmp_path: pathlib.Path) -> None:
     assert {"echo", "exit_code", "prototype_ap", "sleep"} <= set(
         stdout.strip().split(",")
     )
+
+
+def write_runner_type(directory: pathlib.Path, name: str, **keys: object) -> None:
+    """Write a minimal job type ``name`` with extra top-level keys."""
+    document = {
+        "name": name,
+        "description": "Runner test.",
+        "version": "1",
+        "command": ["true"],
+        "parameters": {"type": "object", "properties": {}},
+        **keys,
+    }
+    (directory / f"{name}.yaml").write_text(json.dumps(document))
+
+
+def test_default_runner(tmp_path: pathlib.Path) -> None:
+    write_runner_type(tmp_path, "plain")
+    write_runner_type(tmp_path, "local_one", runner="local")
+    write_runner_type(tmp_path, "slurm_one", runner="slurm")
+    assert {
+        name: job_type.runner
+        for name, job_type in JobTypeRegistry.from_directory(tmp_path).items()
+    } == {"plain": "local", "local_one": "local", "slurm_one": "slurm"}
+
+    registry = JobTypeRegistry.from_directory(tmp_path, default_runner="slurm")
+    assert registry["plain"].runner == "slurm"
+    assert registry["plain"].to_schema_dict()["runner"] == "slurm"
+    # An explicit runner wins over the default.
+    assert registry["local_one"].runner == "local"
+    assert load_job_type(tmp_path / "plain.yaml", default_runner="slurm").runner == (
+        "slurm"
+    )
+
+
+def test_slurm_runner_options_checked_at_load(tmp_path: pathlib.Path) -> None:
+    write_runner_type(
+        tmp_path,
+        "good",
+        runner="slurm",
+        runner_options={"cpus": 2, "memory": "2G", "partition": "normal"},
+    )
+    write_runner_type(tmp_path, "bad_cpus", runner="slurm", runner_options={"cpus": 0})
+    write_runner_type(tmp_path, "typo", runner="slurm", runner_options={"cpu": 2})
+    write_runner_type(
+        tmp_path,
+        "reserved",
+        runner="slurm",
+        runner_options={"sbatch_options": ["--output=/tmp/x"]},
+    )
+    # The local runner takes no options; it is not asked about them.
+    write_runner_type(tmp_path, "local_opts", runner_options={"cpus": 0})
+
+    with pytest.raises(JobTypeError) as caught:
+        JobTypeRegistry.from_directory(tmp_path)
+    found = {
+        (pathlib.Path(p.path).name, p.field): p.reason for p in caught.value.problems
+    }
+    assert set(found) == {
+        ("bad_cpus.yaml", "$.runner_options"),
+        ("typo.yaml", "$.runner_options"),
+        ("reserved.yaml", "$.runner_options"),
+    }
+    assert (
+        "cpus=0 is not a positive integer"
+        in found[("bad_cpus.yaml", "$.runner_options")]
+    )
+    assert (
+        "unknown Slurm runner options ['cpu']"
+        in found[("typo.yaml", "$.runner_options")]
+    )
+    assert "set by the runner" in found[("reserved.yaml", "$.runner_options")]
+    # ocps validate reports the same problems.
+    assert {
+        (pathlib.Path(p.path).name, p.field) for p in validate_directory(tmp_path)
+    } == (set(found))
+
+    # With Slurm as the default runner, options of a type that names no
+    # runner are Slurm options too.
+    for name in ("bad_cpus", "typo", "reserved"):
+        (tmp_path / f"{name}.yaml").unlink()
+    with pytest.raises(JobTypeError) as caught:
+        JobTypeRegistry.from_directory(tmp_path, default_runner="slurm")
+    [problem] = caught.value.problems
+    assert pathlib.Path(problem.path).name == "local_opts.yaml"
+    assert problem.field == "$.runner_options"
+    assert problem.reason.endswith("(runner 'slurm' is the configured default)")
+
+
+def test_unknown_runner_at_load(tmp_path: pathlib.Path) -> None:
+    write_runner_type(tmp_path, "plain")
+    write_runner_type(tmp_path, "on_slurm", runner="slurm")
+    write_runner_type(tmp_path, "on_k8s", runner="kubernetes")
+
+    # Without the list of available runners any name loads (the job
+    # manager then refuses a job whose runner it lacks).
+    assert len(JobTypeRegistry.from_directory(tmp_path)) == 3
+
+    with pytest.raises(JobTypeError) as caught:
+        JobTypeRegistry.from_directory(tmp_path, runners=("local",))
+    assert [
+        (pathlib.Path(p.path).name, p.field, p.reason) for p in caught.value.problems
+    ] == [
+        (
+            "on_k8s.yaml",
+            "$.runner",
+            "runner 'kubernetes' is not configured; available: local",
+        ),
+        (
+            "on_slurm.yaml",
+            "$.runner",
+            "runner 'slurm' is not configured; available: local",
+        ),
+    ]
+    assert "on_slurm.yaml: $.runner: runner 'slurm'" in str(caught.value)
+
+    (tmp_path / "on_k8s.yaml").unlink()
+    registry = JobTypeRegistry.from_directory(tmp_path, runners=("local", "slurm"))
+    assert registry["on_slurm"].runner == "slurm"
+    assert registry["plain"].runner == "local"
