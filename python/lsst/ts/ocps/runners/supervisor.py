@@ -35,7 +35,8 @@ A supervisor starts a new session, runs the job's argv as its child in a
 new process group with the given environment and work dir, copies the
 child's stdout and stderr into two files (keeping the first ``log_limit``
 bytes of each, 0 for all, then one line saying how many bytes were
-dropped), stops the child's group on SIGTERM or after ``time_limit``
+dropped; a file is created only once its stream has a byte to keep, so
+a silent job leaves neither), stops the child's group on SIGTERM or after ``time_limit``
 seconds (SIGTERM, then SIGKILL after ``kill_grace`` seconds), and when
 the child has ended writes ``exit_file`` atomically::
 
@@ -94,11 +95,16 @@ def read_start_ticks(pid: int) -> int | None:
 
 
 class _Capture:
-    """Copy one pipe into a file, keeping at most ``limit`` bytes."""
+    """Copy one pipe into a file, keeping at most ``limit`` bytes.
+
+    The file is created when there is a first byte to write, so a job
+    that writes nothing to a stream costs no file for it.
+    """
 
     def __init__(self, read_fd: int, path: str, limit: int) -> None:
         self.read_fd = read_fd
-        self.file_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.path = path
+        self.file_fd = -1
         self.limit = limit
         self.kept = 0
         self.dropped = 0
@@ -113,17 +119,28 @@ class _Capture:
             self.dropped += max(0, len(data) - room)
             data = data[:room]
         if data:
-            os.write(self.file_fd, data)
+            self.write(data)
             self.kept += len(data)
         return True
+
+    def write(self, data: bytes) -> None:
+        """Append to the file, creating it if needed."""
+        if self.file_fd < 0:
+            self.file_fd = _open_append(self.path)
+        os.write(self.file_fd, data)
 
     def close(self) -> None:
         if self.dropped:
             note = f"\n[ocps: output limit of {self.limit} bytes reached; "
             note += f"{self.dropped} more bytes dropped]\n"
-            os.write(self.file_fd, note.encode())
-        os.close(self.file_fd)
+            self.write(note.encode())
+        if self.file_fd >= 0:
+            os.close(self.file_fd)
         os.close(self.read_fd)
+
+
+def _open_append(path: str) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
 
 def _kill_group(pgid: int, signum: int) -> None:
@@ -199,7 +216,9 @@ def supervise(request: dict[str, Any]) -> None:
         )
     except OSError as e:
         message = f"ocps: cannot run {request['argv'][0]!r}: {e}\n"
-        os.write(captures[err_read].file_fd, message.encode())
+        captures[err_read].write(message.encode())
+        captures[err_read].close()
+        captures[out_read].close()
         _write_exit_file(exit_path, STATUS_EXITED, 127)
         return
     finally:
@@ -264,20 +283,20 @@ def _become_supervisor(request: dict[str, Any], launcher_fds: list[int]) -> None
         for fd in launcher_fds:
             os.close(fd)
         null = os.open(os.devnull, os.O_RDWR)
-        # The supervisor's own complaints go to the job's stderr file.
-        log_fd = os.open(
-            request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
-        )
-        os.dup2(null, 0)
-        os.dup2(null, 1)
-        os.dup2(log_fd, 2)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
         os.close(null)
-        os.close(log_fd)
         os.chdir(request["work_dir"])
         supervise(request)
         code = 0
     except BaseException:
-        traceback.print_exc()
+        # The supervisor's own complaints go to the job's stderr file.
+        try:
+            log_fd = _open_append(request["stderr"])
+            os.write(log_fd, traceback.format_exc().encode())
+            os.close(log_fd)
+        except BaseException:
+            pass  # Nowhere left to report it; the job is reported lost.
     finally:
         os._exit(code)
 
