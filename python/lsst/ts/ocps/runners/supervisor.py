@@ -36,9 +36,9 @@ new process group with the given environment and work dir, copies the
 child's stdout and stderr into two files (keeping the first ``log_limit``
 bytes of each, 0 for all, then one line saying how many bytes were
 dropped; a file is created only once its stream has a byte to keep, so
-a silent job leaves neither), stops the child's group on SIGTERM or after ``time_limit``
-seconds (SIGTERM, then SIGKILL after ``kill_grace`` seconds), and when
-the child has ended writes ``exit_file`` atomically::
+a silent job leaves neither), stops the child's group on SIGTERM or
+after ``time_limit`` seconds (SIGTERM, then SIGKILL after ``kill_grace``
+seconds), and when the child has ended writes ``exit_file``::
 
     {"status": "exited" | "timeout" | "cancelled", "exit_code": N}
 
