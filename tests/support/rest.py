@@ -32,12 +32,13 @@ __all__ = [
     "make_ocps_serve",
     "make_rest_server",
     "open_gate",
-    "run_ocps",
     "openapi_validator",
     "rest_api",
     "rest_job_types_dir",
     "rest_manager",
     "rest_server",
+    "run_ocps",
+    "start_ocps_serve",
     "unserializable_parameters",
     "write_rest_job_types",
 ]
@@ -273,6 +274,7 @@ class RestServer:
     """The `JobManager` behind it."""
 
     runner: web.AppRunner
+    """The runner serving it; cleaned up at the end of the test."""
 
 
 @pytest.fixture
@@ -481,6 +483,7 @@ class OcpsServe:
 
     @property
     def log_text(self) -> str:
+        """Everything the server wrote to standard error so far."""
         return "".join(self.lines)
 
     async def stop(self, signum: int = signal.SIGTERM) -> int:
@@ -519,6 +522,67 @@ async def run_ocps(
     return process.returncode, stdout.decode(), stderr.decode()
 
 
+async def start_ocps_serve(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> tuple[asyncio.subprocess.Process, str, list[str]]:
+    """Start ``ocps serve --port 0 ARGS`` and wait until it listens.
+
+    Parameters
+    ----------
+    *args : `str`
+        Further arguments of ``ocps serve``.
+    env : `dict` [`str`, `str`] or `None`, optional
+        Variables added to this process's environment.
+    timeout : `float`, optional
+        Seconds allowed for each line the server writes before it listens.
+
+    Returns
+    -------
+    process : `asyncio.subprocess.Process`
+        The server; its standard error is a pipe the caller must go on
+        reading (or close) and it must be stopped by the caller.
+    url : `str`
+        The root URL the server listens on.
+    lines : `list` [`str`]
+        What the server wrote to standard error so far; the last line is
+        the one that names the URL.
+
+    Raises
+    ------
+    AssertionError
+        Raised if the server ends or stays silent before it listens; it
+        is then killed, so that no process outlives the failure.
+    """
+    process = await asyncio.create_subprocess_exec(
+        str(OCPS_SCRIPT),
+        "serve",
+        "--port",
+        "0",
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    assert process.stderr is not None
+    lines: list[str] = []
+    try:
+        while True:
+            line = await asyncio.wait_for(process.stderr.readline(), timeout)
+            if not line:
+                await process.wait()
+                raise AssertionError(f"ocps serve ended early: {''.join(lines)}")
+            lines.append(line.decode(errors="replace"))
+            match = _LISTENING.search(lines[-1])
+            if match:
+                return process, match.group(1), lines
+    except BaseException:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        raise
+
+
 @pytest.fixture
 async def make_ocps_serve(
     tmp_path: pathlib.Path, rest_job_types_dir: pathlib.Path
@@ -529,11 +593,7 @@ async def make_ocps_serve(
 
     async def make(*extra: str, env: dict[str, str] | None = None) -> OcpsServe:
         state_dir = tmp_path / f"serve_state_{len(servers)}"
-        process = await asyncio.create_subprocess_exec(
-            str(OCPS_SCRIPT),
-            "serve",
-            "--port",
-            "0",
+        process, url, lines = await start_ocps_serve(
             "--job-types",
             str(rest_job_types_dir),
             "--state-dir",
@@ -541,23 +601,9 @@ async def make_ocps_serve(
             "--log-level",
             "DEBUG",
             *extra,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, **(env or {})},
+            env=env,
         )
         assert process.stderr is not None
-        lines: list[str] = []
-        url = None
-        while url is None:
-            line = await asyncio.wait_for(process.stderr.readline(), 60)
-            if not line:
-                await process.wait()
-                raise AssertionError(f"ocps serve ended early: {''.join(lines)}")
-            lines.append(line.decode(errors="replace"))
-            match = _LISTENING.search(lines[-1])
-            if match:
-                url = match.group(1)
         reader = asyncio.create_task(_read_lines(process.stderr, lines))
         token = (env or {}).get("OCPS_API_TOKEN")
         server = OcpsServe(process, url, lines, reader, state_dir, token)
