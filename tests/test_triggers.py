@@ -1,3 +1,25 @@
+# This file is part of ts_ocps.
+#
+# Developed for the Vera C. Rubin Observatory Telescope and Site Systems.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+
 """Tests of the data-arrival trigger on a real file system."""
 
 import asyncio
@@ -8,7 +30,12 @@ from collections.abc import Iterator
 
 import pytest
 from lsst.ts.ocps.exceptions import ParameterError
-from lsst.ts.ocps.triggers import check_patterns, match_patterns, wait_for_paths
+from lsst.ts.ocps.triggers import (
+    check_patterns,
+    match_patterns,
+    nearest_directory,
+    wait_for_paths,
+)
 
 STD_TIMEOUT = 30
 """Seconds a test waits for something that should happen much sooner."""
@@ -214,3 +241,13 @@ async def test_file_created_while_arming(tmp_path: pathlib.Path, yields: int) ->
             await asyncio.sleep(0)
         target.write_text("x")
         assert await waiter == [target]
+
+
+def test_nearest_directory(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "file").write_text("x")
+    assert nearest_directory(tmp_path / "a") == tmp_path / "a"
+    assert nearest_directory(tmp_path / "a" / "b" / "c") == tmp_path / "a"
+    # A file is not a directory to watch: its directory is.
+    assert nearest_directory(tmp_path / "a" / "file" / "d") == tmp_path / "a"
+    assert nearest_directory(pathlib.Path("/no/such/dir")) == pathlib.Path("/")

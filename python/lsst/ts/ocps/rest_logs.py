@@ -33,9 +33,10 @@ import pathlib
 import watchfiles
 from aiohttp import web
 
-from .exceptions import JobNotFoundError, ParameterError
+from .exceptions import ParameterError
 from .job_manager import JobManager
 from .rest_requests import check_job_id, get_manager, parse_bool, parse_int
+from .triggers import nearest_directory
 
 FOLLOWERS_KEY = web.AppKey("followers", set)
 """App key of the stop events of the log streams being followed."""
@@ -48,6 +49,8 @@ def _tail_offset(path: pathlib.Path, lines: int) -> int:
     block = 65536
     with path.open("rb") as stream:
         end = stream.seek(0, os.SEEK_END)
+        if lines <= 0:
+            return end
         position = end
         found = 0
         # A final newline ends the last line; it does not start a new one.
@@ -69,18 +72,13 @@ def _tail_offset(path: pathlib.Path, lines: int) -> int:
 
 
 def _read_from(path: pathlib.Path, offset: int, limit: int = 2**20) -> bytes:
+    """Read at most ``limit`` bytes from ``offset``; none if no file."""
     try:
         with path.open("rb") as stream:
             stream.seek(offset)
             return stream.read(limit)
     except FileNotFoundError:
         return b""
-
-
-def _nearest_existing(path: pathlib.Path) -> pathlib.Path:
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
 
 
 async def _copy_new(
@@ -123,7 +121,7 @@ async def _follow_log(
     try:
         offset = await _copy_new(path, offset, response)
         if not terminal.done():
-            root = _nearest_existing(path.parent)
+            root = nearest_directory(path.parent)
             async for changes in watchfiles.awatch(
                 root,
                 watch_filter=None,
@@ -136,7 +134,8 @@ async def _follow_log(
                     offset = await _copy_new(path, offset, response)
         await _copy_new(path, offset, response)
         await response.write_eof()
-    except (ConnectionResetError, JobNotFoundError) as e:
+    except ConnectionResetError as e:
+        # The client went away; there is nobody left to tell.
         _log.info("job_id=%s log follow ended early: %s", job_id, e)
     finally:
         followers.discard(stop)

@@ -23,7 +23,14 @@
 
 from __future__ import annotations
 
-__all__ = ["check_patterns", "match_patterns", "wait_for_paths"]
+__all__ = [
+    "WATCH_DEBOUNCE",
+    "WATCH_STEP",
+    "check_patterns",
+    "match_patterns",
+    "nearest_directory",
+    "wait_for_paths",
+]
 
 import asyncio
 import dataclasses
@@ -154,9 +161,10 @@ def match_patterns(patterns: Sequence[str]) -> list[pathlib.Path] | None:
     return sorted(found)
 
 
-def _nearest_existing(path: pathlib.Path) -> pathlib.Path:
-    """The path itself if it is a directory, else its nearest ancestor
-    that is one."""
+def nearest_directory(path: pathlib.Path) -> pathlib.Path:
+    """Return the path if it is a directory, else its nearest ancestor
+    that is one; a watcher placed there sees the rest of the path appear.
+    """
     while not path.is_dir() and path != path.parent:
         path = path.parent
     return path
@@ -176,7 +184,7 @@ def _watch_roots(
     for pattern in patterns:
         if _matches(pattern.text):
             continue
-        root = _nearest_existing(pattern.base)
+        root = nearest_directory(pattern.base)
         recursive = pattern.deep and root == pattern.base
         roots[recursive].add(root)
     return {key: frozenset(value) for key, value in roots.items() if value}
