@@ -52,7 +52,6 @@ import logging
 import os
 import pathlib
 import select
-import shutil
 import signal
 import sys
 from typing import Any
@@ -128,23 +127,10 @@ class LocalRunner(Runner):
         """
         if not spec.argv:
             raise OSError(errno.EINVAL, "empty command")
-        program = spec.argv[0]
-        if "/" in program:
-            path = program if os.access(program, os.X_OK) else None
-        else:
-            path = shutil.which(program, path=spec.env.get("PATH", os.defpath))
-        if path is None:
-            raise OSError(
-                errno.ENOENT, f"command not found or not executable: {program!r}"
-            )
-
-        private_dir = spec.work_dir / PRIVATE_DIR_NAME
-        if not private_dir.is_dir():
-            private_dir.mkdir(parents=True)
-        exit_path = private_dir / EXIT_FILE_NAME
-        exit_path.unlink(missing_ok=True)
+        # The launcher resolves the command and prepares the private
+        # directory: file system calls there keep this event loop free.
+        exit_path = spec.work_dir / PRIVATE_DIR_NAME / EXIT_FILE_NAME
         request = {
-            "path": path,
             "argv": list(spec.argv),
             "env": dict(spec.env),
             "work_dir": str(spec.work_dir),
@@ -157,7 +143,7 @@ class LocalRunner(Runner):
         }
         reply = await self._request(request)
         if "error" in reply:
-            raise OSError(errno.EAGAIN, f"cannot start a supervisor: {reply['error']}")
+            raise OSError(reply.get("errno", errno.EAGAIN), reply["error"])
         return {
             "pid": reply["pid"],
             "start_ticks": reply["start_ticks"],

@@ -51,11 +51,13 @@ __all__ = [
     "STATUS_CANCELLED",
     "STATUS_EXITED",
     "STATUS_TIMEOUT",
+    "find_program",
     "main",
     "read_start_ticks",
     "supervise",
 ]
 
+import errno
 import json
 import os
 import select
@@ -126,7 +128,11 @@ class _Capture:
     def write(self, data: bytes) -> None:
         """Append to the file, creating it if needed."""
         if self.file_fd < 0:
-            self.file_fd = _open_append(self.path)
+            try:
+                self.file_fd = _open_append(self.path)
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                self.file_fd = _open_append(self.path)
         os.write(self.file_fd, data)
 
     def close(self) -> None:
@@ -287,6 +293,7 @@ def _become_supervisor(request: dict[str, Any], launcher_fds: list[int]) -> None
             os.dup2(null, fd)
         os.close(null)
         os.chdir(request["work_dir"])
+        os.makedirs(os.path.dirname(request["exit_file"]), exist_ok=True)
         supervise(request)
         code = 0
     except BaseException:
@@ -311,12 +318,58 @@ def _reap_children() -> None:
             return
 
 
+def find_program(program: str, search_path: str) -> str | None:
+    """Return the executable file that runs ``program``, or None.
+
+    Parameters
+    ----------
+    program : `str`
+        A path (if it holds a "/") or a name to look up.
+    search_path : `str`
+        Directories to look in, as in the PATH environment variable; an
+        empty entry is the current directory.
+
+    Returns
+    -------
+    path : `str` or `None`
+        The file, or None if there is no executable regular file.
+    """
+    if "/" in program:
+        candidates = [program]
+    else:
+        candidates = [
+            os.path.join(directory or ".", program)
+            for directory in search_path.split(os.pathsep)
+        ]
+    for candidate in candidates:
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
 def _answer(request_line: bytes, launcher_fds: list[int]) -> dict[str, Any]:
+    """Start a supervisor for one request; return the reply."""
     try:
         request = json.loads(request_line)
+        program = request["argv"][0]
+        path = find_program(program, request["env"].get("PATH", os.defpath))
+    except (ValueError, LookupError, TypeError, AttributeError) as e:
+        return {"error": f"bad launch request: {e!r}", "errno": errno.EINVAL}
+    if path is None:
+        message = f"command not found or not executable: {program!r}"
+        return {"error": message, "errno": errno.ENOENT}
+    request["path"] = path
+
+    # An exit file left by an earlier run of the same job must not be read
+    # as this run's. The supervisor creates the private directory.
+    try:
+        os.unlink(request["exit_file"])
+    except FileNotFoundError:
+        pass
+    try:
         pid = os.fork()
-    except (ValueError, OSError) as e:
-        return {"error": str(e)}
+    except OSError as e:
+        return {"error": f"cannot start a supervisor: {e}", "errno": errno.EAGAIN}
     if pid == 0:
         _become_supervisor(request, launcher_fds)
     # The child cannot be reaped before this read, so the pid is its own.
