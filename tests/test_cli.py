@@ -367,3 +367,99 @@ async def test_serve_options(
         "serve", "--port", "0", "--token-file", str(tmp_path / "missing_token")
     )
     assert status == 2 and "cannot read token file" in err
+
+
+async def test_serve_refuses_bad_runner_settings(
+    tmp_path: pathlib.Path, rest_job_types_dir: pathlib.Path
+) -> None:
+    state_dir = tmp_path / "s"
+    cases = [
+        (["--slurm-partition", "p"], "--slurm-partition: only with --slurm"),
+        (
+            ["--slurm-option=--qos=x", "--slurm-poll-interval", "1"],
+            "--slurm-option, --slurm-poll-interval: only with --slurm",
+        ),
+        (
+            ["--default-runner", "slurm"],
+            "--default-runner slurm: default runner 'slurm' needs the Slurm "
+            "runner enabled (--slurm)",
+        ),
+        (
+            ["--slurm", "--slurm-option=--output=/tmp/x"],
+            "invalid Slurm settings: sbatch option '--output=/tmp/x' is set "
+            "by the runner",
+        ),
+        (
+            ["--slurm", "--slurm-poll-interval", "0"],
+            "invalid Slurm settings: Slurm poll_interval=0.0 must be positive",
+        ),
+        (
+            ["--slurm", "--slurm-account", "a b"],
+            "invalid Slurm settings: Slurm runner option account='a b' is not a name",
+        ),
+    ]
+    for extra, message in cases:
+        status, out, err = await run_ocps(
+            "serve",
+            "--port",
+            "0",
+            "--job-types",
+            str(rest_job_types_dir),
+            "--state-dir",
+            str(state_dir),
+            *extra,
+        )
+        assert status == 2, (extra, err)
+        assert f"ocps: {message}" in err, (extra, err)
+        assert "Traceback" not in err
+    status, out, err = await run_ocps("serve", "--default-runner", "pbs")
+    assert status == 2 and "invalid choice: 'pbs'" in err
+    assert not state_dir.exists()
+
+
+async def test_serve_refuses_job_types_without_their_runner(
+    tmp_path: pathlib.Path, rest_job_types_dir: pathlib.Path
+) -> None:
+    types_dir = tmp_path / "types"
+    shutil.copytree(rest_job_types_dir, types_dir)
+    base = {
+        "description": "x",
+        "version": "1",
+        "command": ["true"],
+        "parameters": {"type": "object", "properties": {}},
+    }
+    (types_dir / "on_slurm.yaml").write_text(
+        json.dumps({**base, "name": "on_slurm", "runner": "slurm"})
+    )
+    (types_dir / "on_pbs.yaml").write_text(
+        json.dumps({**base, "name": "on_pbs", "runner": "pbs"})
+    )
+    state_dir = tmp_path / "s"
+    args = ["serve", "--port", "0", "--job-types", str(types_dir)]
+    args += ["--state-dir", str(state_dir)]
+
+    status, out, err = await run_ocps(*args)
+    assert status == 2
+    assert f"invalid job types in {types_dir}" in err
+    assert "on_slurm.yaml: $.runner: runner 'slurm' is not configured" in err
+    assert "on_pbs.yaml: $.runner: runner 'pbs' is not configured" in err
+    assert "available: local" in err
+
+    # With Slurm enabled only the unknown runner is left; Slurm options
+    # of a job type are checked before anything runs too.
+    (types_dir / "on_slurm.yaml").write_text(
+        json.dumps(
+            {
+                **base,
+                "name": "on_slurm",
+                "runner": "slurm",
+                "runner_options": {"memory": "lots"},
+            }
+        )
+    )
+    status, out, err = await run_ocps(*args, "--slurm")
+    assert status == 2
+    assert "on_pbs.yaml: $.runner: runner 'pbs' is not configured" in err
+    assert "available: local, slurm" in err
+    assert "on_slurm.yaml: $.runner_options: Slurm runner option memory='lots'" in err
+    assert not state_dir.exists()

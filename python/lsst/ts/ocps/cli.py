@@ -478,9 +478,9 @@ def _runner_settings(args: argparse.Namespace) -> RunnerSettings:
                 slurm_conf=args.slurm_conf,
             )
         except ValueError as e:
-            raise ValueError(f"invalid Slurm runner option: {e}") from e
+            raise ValueError(f"invalid Slurm settings: {e}") from e
     elif slurm_given:
-        raise ValueError(f"{', '.join(slurm_given)} need(s) --slurm")
+        raise ValueError(f"{', '.join(slurm_given)}: only with --slurm")
     try:
         return RunnerSettings(default_runner=args.default_runner, slurm=slurm)
     except ValueError as e:
@@ -539,15 +539,13 @@ async def _serve(args: argparse.Namespace) -> int:
         runner, port = await start_server(app, args.host, args.port)
         try:
             _log.info(
-                "listening on http://%s:%d with %d job type(s) from %s, state in %s",
+                "listening on http://%s:%d with %d job type(s) from %s, state in %s, "
+                "runners: %s (default %s)",
                 args.host,
                 port,
                 len(registry),
                 args.job_types,
                 state_dir,
-            )
-            _log.info(
-                "runners: %s (default %s)",
                 ", ".join(sorted(runners)),
                 runner_settings.default_runner,
             )
