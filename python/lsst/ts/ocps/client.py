@@ -39,15 +39,13 @@ import aiohttp
 from .models import TERMINAL_PHASES, format_time
 
 _API_PREFIX = "/api/v1"
-
-
-def _quote(segment: str) -> str:
-    """Quote a path segment so that "/" and ".." stay inside it."""
-    return urllib.parse.quote(segment, safe="")
+"""Path prefix of the job API; the same as `rest_api.API_PREFIX`, which is
+not imported so that a client does not load the server's modules."""
 
 
 class ClientError(Exception):
-    """Raised if the server refuses a call or cannot be reached.
+    """Raised if a call cannot be made, or the server refuses it or cannot
+    be reached.
 
     Parameters
     ----------
@@ -61,6 +59,23 @@ class ClientError(Exception):
         super().__init__(message)
         self.message = message
         self.status = status
+
+
+def _quote(segment: str) -> str:
+    """Quote one path segment (a job id or job type name) of a URL.
+
+    A "/" is escaped, so it stays inside the segment. "", "." and ".."
+    cannot be escaped (URLs drop or resolve them), so they are refused
+    before any request is made.
+
+    Raises
+    ------
+    ClientError
+        Raised if ``segment`` is "", "." or "..".
+    """
+    if segment in ("", ".", ".."):
+        raise ClientError(f"{segment!r} is not a valid job id or job type name")
+    return urllib.parse.quote(segment, safe="")
 
 
 class OcpsClient:
@@ -124,6 +139,7 @@ class OcpsClient:
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        """The HTTP session; only inside ``async with``."""
         if self._session is None:
             raise RuntimeError("use OcpsClient as 'async with OcpsClient(...)'")
         return self._session
