@@ -22,6 +22,7 @@
 """Tests of LocalRunner and its supervisor with real processes."""
 
 import asyncio
+import dataclasses
 import json
 import os
 import pathlib
@@ -240,6 +241,36 @@ async def test_lost_job(tmp_path: pathlib.Path, runner: LocalRunner) -> None:
     # A live process that is not our supervisor (start time differs).
     impostor = dict(state, pid=os.getpid())
     assert not await runner.reattach("job1", impostor)
+
+
+async def test_supervisor_failure_is_logged_and_lost(
+    tmp_path: pathlib.Path, runner: LocalRunner
+) -> None:
+    # The work dir is gone, so the supervisor cannot enter it.
+    spec = make_spec(tmp_path, ["true"])
+    spec.work_dir.rmdir()
+    spec = dataclasses.replace(spec, stderr_path=tmp_path / "err.log")
+    state = await runner.launch(spec)
+    outcome = await asyncio.wait_for(runner.wait_finished("job1", state), STD_TIMEOUT)
+    assert outcome.status == RunStatus.LOST
+    # The supervisor's own traceback is in the job's stderr file.
+    text = spec.stderr_path.read_text()
+    assert text.startswith("Traceback")
+    assert (
+        f"FileNotFoundError: [Errno 2] No such file or directory: {str(spec.work_dir)!r}"
+        in text
+    )
+
+
+async def test_silent_job_leaves_no_log_files(
+    tmp_path: pathlib.Path, runner: LocalRunner
+) -> None:
+    spec = make_spec(tmp_path, ["true"])
+    state = await runner.launch(spec)
+    outcome = await asyncio.wait_for(runner.wait_finished("job1", state), STD_TIMEOUT)
+    assert (outcome.status, outcome.exit_code) == (RunStatus.EXITED, 0)
+    assert not spec.stdout_path.exists() and not spec.stderr_path.exists()
+    assert pathlib.Path(state["exit_file"]).is_file()
 
 
 async def test_command_not_found(tmp_path: pathlib.Path, runner: LocalRunner) -> None:

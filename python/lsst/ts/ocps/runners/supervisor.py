@@ -64,7 +64,6 @@ import select
 import signal
 import sys
 import time
-import traceback
 from typing import Any
 
 STATUS_EXITED = "exited"
@@ -297,11 +296,15 @@ def _become_supervisor(request: dict[str, Any], launcher_fds: list[int]) -> None
         supervise(request)
         code = 0
     except BaseException:
-        # The supervisor's own complaints go to the job's stderr file.
+        # The supervisor's own complaints go to the job's stderr file. The
+        # built-in hook prints the traceback without the traceback module,
+        # which the launcher does not import: every module it holds makes
+        # each fork dearer.
         try:
             log_fd = _open_append(request["stderr"])
-            os.write(log_fd, traceback.format_exc().encode())
-            os.close(log_fd)
+            os.dup2(log_fd, 2)
+            sys.excepthook(*sys.exc_info())
+            sys.stderr.flush()
         except BaseException:
             pass  # Nowhere left to report it; the job is reported lost.
     finally:
