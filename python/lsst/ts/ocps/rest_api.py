@@ -61,7 +61,12 @@ TOKEN_ENV_VAR = "OCPS_API_TOKEN"
 """Environment variable holding the bearer token of mutating calls."""
 
 OPENAPI_PATH = pathlib.Path(__file__).resolve().parents[4] / "schema" / "openapi.yaml"
-"""The OpenAPI document served as ``/api/v1/openapi.json``."""
+"""The OpenAPI document served as ``/api/v1/openapi.json``.
+
+It is read from the source tree, which a built wheel does not hold; there
+the document is not served (404) and a warning is logged. Make it package
+data to lift this.
+"""
 
 _OPENAPI_KEY = web.AppKey("openapi", dict)
 _TOKEN_KEY = web.AppKey("token", str)
@@ -104,6 +109,7 @@ def load_token(token_file: str | pathlib.Path | None = None) -> str | None:
 
 
 def _json_error(status: int, message: str, **headers: str) -> web.Response:
+    """Make the JSON error reply every failing call gets."""
     return web.json_response(
         {"status": "error", "message": message}, status=status, headers=headers
     )

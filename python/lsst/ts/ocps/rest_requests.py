@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -78,6 +79,14 @@ POST_FIELDS = frozenset({"type", "env", "parameters", "log_dir", "version"})
 
 _TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 _FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+_JSON_NAMES = {
+    str: "a string",
+    dict: "an object",
+    list: "an array",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+}
 
 
 def get_manager(request: web.Request) -> JobManager:
@@ -86,8 +95,15 @@ def get_manager(request: web.Request) -> JobManager:
 
 
 def check_job_id(job_id: str) -> str:
-    """Return ``job_id`` if it is a valid job id, else raise
-    `ParameterError` (so that no id can name a path outside its root)."""
+    """Return ``job_id`` if it is a valid job id.
+
+    A valid id cannot name a path outside the state directory.
+
+    Raises
+    ------
+    ParameterError
+        Raised if ``job_id`` is not a valid job id.
+    """
     if not JOB_ID_PATTERN.match(job_id) or ".." in job_id:
         raise ParameterError(f"invalid job id {job_id!r}")
     return job_id
@@ -145,6 +161,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
 
 
 def _reject_constant(name: str) -> Any:
+    """Refuse NaN and Infinity, which `json.loads` accepts by default."""
     raise ValueError(f"{name} is not a JSON number")
 
 
@@ -164,16 +181,6 @@ def expect_field(
         names = " or ".join(_JSON_NAMES.get(k, k.__name__) for k in kinds)
         raise ParameterError(f"field {name!r} must be {names}, not {json.dumps(value)}")
     return value
-
-
-_JSON_NAMES = {
-    str: "a string",
-    dict: "an object",
-    list: "an array",
-    bool: "a boolean",
-    int: "a number",
-    float: "a number",
-}
 
 
 def string_list(data: Mapping[str, Any], name: str) -> list[str]:
@@ -284,8 +291,10 @@ async def read_post_fields(request: web.Request) -> dict[str, Any]:
 
 
 def wait_seconds(request: web.Request, cap: float) -> float | None:
-    """Read the UWS ``wait`` query parameter, capped at ``cap``; -1 means
-    the cap."""
+    """Read the UWS ``wait`` query parameter in seconds.
+
+    The value is capped at ``cap``; -1 means the cap. None if absent.
+    """
     text = request.query.get("wait")
     if text is None:
         return None
@@ -295,7 +304,7 @@ def wait_seconds(request: web.Request, cap: float) -> float | None:
         raise ParameterError(f"wait={text!r} is not a number of seconds") from None
     if value == -1:
         return cap
-    if value < 0 or value != value:
+    if value < 0 or math.isnan(value):
         raise ParameterError(f"wait={text!r} must be >= 0 or -1 (the server maximum)")
     return min(value, cap)
 
