@@ -44,9 +44,19 @@ async def test_good_configs(csc_env: str, override: str) -> None:
             assert csc.rest_port is None
         else:
             assert csc.rest_port
+        assert csc.manager is not None
         if override == "all_fields.yaml":
             assert csc.settings.instance.butler == "/repo/test/all_fields"
             assert csc.settings.manager.max_concurrent == 2
+            # Slurm is enabled, but the default runner stays local.
+            assert sorted(csc.manager.runners) == ["local", "slurm"]
+            slurm = csc.settings.manager.runners.slurm
+            assert slurm is not None
+            assert (slurm.partition, slurm.account) == ("debug", "rubin")
+            assert slurm.sbatch_options == ("--qos=normal",)
+            assert csc.manager.job_types["fake_pipetask"].runner == "local"
+        else:
+            assert sorted(csc.manager.runners) == ["local"]
         if override == "short_limit.yaml":
             assert csc.settings.instance.job_type == "fake_pipetask_short"
 
