@@ -159,10 +159,16 @@ def _make_parser() -> argparse.ArgumentParser:
     )
     slurm.add_argument("--slurm", action="store_true", help="enable the Slurm runner")
     slurm.add_argument(
-        "--slurm-partition", default=None, help="default partition of the jobs"
+        "--slurm-partition",
+        default=None,
+        metavar="PARTITION",
+        help="default partition of the jobs",
     )
     slurm.add_argument(
-        "--slurm-account", default=None, help="default account of the jobs"
+        "--slurm-account",
+        default=None,
+        metavar="ACCOUNT",
+        help="default account of the jobs",
     )
     slurm.add_argument(
         "--slurm-option",
@@ -475,7 +481,11 @@ def _runner_settings(args: argparse.Namespace) -> RunnerSettings:
                     if args.slurm_poll_interval is None
                     else args.slurm_poll_interval
                 ),
-                slurm_conf=args.slurm_conf,
+                slurm_conf=(
+                    str(pathlib.Path(args.slurm_conf).absolute())
+                    if args.slurm_conf
+                    else None
+                ),
             )
         except ValueError as e:
             raise ValueError(f"invalid Slurm settings: {e}") from e
