@@ -22,9 +22,9 @@
 
 """Checks of the pipetask options and of the wrapper's report helpers.
 
-These run without a Butler: `lsst.ts.ocps.pipetask.options` never imports
-the pipelines, and the helpers of `lsst.ts.ocps.pipetask.job` used here only
-read files and text.
+These run without a Butler: `lsst.ts.ocps.pipetask.options` and
+`lsst.ts.ocps.pipetask.outcome` never import the pipelines, and the parts of
+`lsst.ts.ocps.pipetask.job` used here only read files and text.
 """
 
 import json
@@ -46,9 +46,9 @@ from lsst.ts.ocps.pipetask import (
     preprocess,
     split_list,
 )
-from lsst.ts.ocps.pipetask.job import (
+from lsst.ts.ocps.pipetask.job import USAGE_EXIT_CODE
+from lsst.ts.ocps.pipetask.outcome import (
     MAX_FAILURES,
-    USAGE_EXIT_CODE,
     describe_failure,
     parse_traceback,
     summarize,

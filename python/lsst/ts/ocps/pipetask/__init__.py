@@ -21,8 +21,9 @@
 
 """The pipetask job type: option checks (server side) and the job wrapper.
 
-Only `options` is imported here; `job` runs inside the job process and
-imports the Science Pipelines, which the OCPS server never does.
+Only `options` is imported here. `job` runs inside the job process and
+imports the Science Pipelines, which the OCPS server never does; it uses
+`outcome` to read back and explain what a run wrote.
 """
 
 from .options import *
