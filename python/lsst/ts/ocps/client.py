@@ -175,6 +175,7 @@ class OcpsClient:
 
     @staticmethod
     def _decode(response: aiohttp.ClientResponse, text: str) -> Any:
+        """Return the reply's JSON; raise `ClientError` for a 4xx or 5xx."""
         try:
             data = json.loads(text) if text else None
         except ValueError:

@@ -288,6 +288,7 @@ def _write_result(path: pathlib.Path, result: Mapping[str, Any]) -> None:
 
 
 def _make_parser() -> argparse.ArgumentParser:
+    """Make the wrapper's argument parser (the job type's command fills it)."""
     parser = argparse.ArgumentParser(
         prog="python -m lsst.ts.ocps.pipetask.job",
         description="Run one pipetask job for OCPS and write its result file.",

@@ -22,10 +22,13 @@
 """Check and assemble the options of a ``pipetask run`` that OCPS starts."""
 
 __all__ = [
+    "LOG_LEVELS",
     "OPTION_RULES",
     "OUTPUT_PREFIX",
     "OptionRule",
     "PipetaskConfig",
+    "RESERVED_ENV_PREFIXES",
+    "START_METHODS",
     "build_pipetask_argv",
     "check_environment",
     "check_pipeline",
@@ -161,6 +164,7 @@ def _allow(
     check: Callable[[str], str | None] | None = None,
     is_global: bool = False,
 ) -> OptionRule:
+    """Make the rule of an allowed option; ``check`` implies a value."""
     return OptionRule(
         names=names,
         allowed=True,
@@ -172,6 +176,7 @@ def _allow(
 
 
 def _refuse(*names: str, reason: str) -> OptionRule:
+    """Make the rule of a refused option."""
     return OptionRule(names=names, allowed=False, reason=reason)
 
 

@@ -162,10 +162,12 @@ def summarize(summary: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _short_class(name: str | None) -> str:
+    """Return an exception class name without its module."""
     return (name or "Exception").rpartition(".")[2]
 
 
 def _format_data_id(data_id: Mapping[str, Any]) -> str:
+    """Write a data id the way a pipetask log line shows it."""
     return "{" + ", ".join(f"{key}: {value!r}" for key, value in data_id.items()) + "}"
 
 
