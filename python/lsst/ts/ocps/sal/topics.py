@@ -71,7 +71,29 @@ class SetWriteResult:
     data: Sample
 
 
-class ReadTopic:
+class _Topic:
+    """What read and write topics share: their endpoint and interface.
+
+    Parameters
+    ----------
+    salinfo : `SalInfo`
+        The endpoint.
+    topic_info : `TopicInfo`
+        The topic's interface.
+    """
+
+    def __init__(self, *, salinfo: SalInfo, topic_info: TopicInfo) -> None:
+        self.salinfo = salinfo
+        self.topic_info = topic_info
+        self.log = salinfo.log.getChild(topic_info.sal_name)
+
+    @property
+    def name(self) -> str:
+        """The topic's ``sal_name``."""
+        return self.topic_info.sal_name
+
+
+class ReadTopic(_Topic):
     """A topic this endpoint reads: a queue, the latest value, a callback.
 
     Parameters
@@ -99,10 +121,8 @@ class ReadTopic:
             raise ValueError(f"{max_history=} must be >= 0")
         if queue_len < 1:
             raise ValueError(f"{queue_len=} must be > 0")
-        self.salinfo = salinfo
-        self.topic_info = topic_info
+        super().__init__(salinfo=salinfo, topic_info=topic_info)
         self.max_history = max_history if topic_info.category == "event" else 0
-        self.log = salinfo.log.getChild(topic_info.sal_name)
         self._queue: collections.deque[Sample] = collections.deque(maxlen=queue_len)
         self._current: Sample | None = None
         self._waiters: list[asyncio.Future[None]] = []
@@ -114,11 +134,6 @@ class ReadTopic:
         self._callback_task: asyncio.Task[None] | None = None
         self._closed = False
         salinfo.add_reader(self)
-
-    @property
-    def name(self) -> str:
-        """The topic's ``sal_name``."""
-        return self.topic_info.sal_name
 
     @property
     def has_data(self) -> bool:
@@ -270,7 +285,7 @@ class ReadTopic:
             self._callback_task = None
 
 
-class WriteTopic:
+class WriteTopic(_Topic):
     """A topic this endpoint writes, holding the data to write next.
 
     Parameters
@@ -282,19 +297,12 @@ class WriteTopic:
     """
 
     def __init__(self, *, salinfo: SalInfo, topic_info: TopicInfo) -> None:
-        self.salinfo = salinfo
-        self.topic_info = topic_info
-        self.log = salinfo.log.getChild(topic_info.sal_name)
+        super().__init__(salinfo=salinfo, topic_info=topic_info)
         self._data = Sample(**topic_info.make_data())
         self._field_names = frozenset(field.name for field in topic_info.fields)
         self._has_data = False
         self._written = False
         salinfo.add_writer(topic_info)
-
-    @property
-    def name(self) -> str:
-        """The topic's ``sal_name``."""
-        return self.topic_info.sal_name
 
     @property
     def data(self) -> Sample:
