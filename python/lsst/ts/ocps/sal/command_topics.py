@@ -32,8 +32,8 @@ __all__ = [
 
 import asyncio
 import collections
+import inspect
 import random
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .enums import FAILED_ACK_CODES, FINAL_ACK_CODES, SalRetCode
@@ -48,7 +48,8 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT = 3600.0
 """Seconds a Remote waits for a command's final ack by default."""
 
-CommandHandler = Callable[[Sample], Awaitable[Any]]
+_ACK_VALUES = frozenset(int(code) for code in SalRetCode)
+"""Ack values a Remote turns into `SalRetCode` members."""
 
 
 class ControllerCommand(ReadTopic):
@@ -74,9 +75,11 @@ class ControllerCommand(ReadTopic):
     def __init__(
         self, *, salinfo: SalInfo, topic_info: TopicInfo, ackcmd_info: TopicInfo
     ) -> None:
+        if topic_info.cmdtype is None:
+            raise ValueError(f"{topic_info.sal_name} is not a command topic")
         super().__init__(salinfo=salinfo, topic_info=topic_info, max_history=0)
         self.ackcmd_info = ackcmd_info
-        self.cmdtype = salinfo.cmdtype(topic_info.sal_name)
+        self.cmdtype = topic_info.cmdtype
         self.allow_multiple_callbacks = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._callback_task = asyncio.create_task(self._callback_loop())
@@ -153,7 +156,7 @@ class ControllerCommand(ReadTopic):
             if handler is None:
                 raise ExpectedError("This command is not supported")
             result = handler(data)
-            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+            if inspect.isawaitable(result):
                 result = await result
         except asyncio.CancelledError:
             await self._final_ack(data, SalRetCode.CMD_ABORTED, "Aborted")
@@ -257,9 +260,6 @@ class AckCmdReader(ReadTopic):
         wait = self._waits.get(sample.private_seqNum)
         if wait is not None:
             wait.add_ack(sample)
-
-
-_ACK_VALUES = frozenset(int(code) for code in SalRetCode)
 
 
 class RemoteCommand(WriteTopic):

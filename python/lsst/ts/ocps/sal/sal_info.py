@@ -170,7 +170,6 @@ class SalInfo:
         self._last_written: dict[str, float] = {}
         self._last_read: dict[tuple[str, int], float] = {}
         self._write_lock = asyncio.Lock()
-        self._sorted_names = sorted(self.component.topics)
         self._started = False
         self._closing = False
         self._closed = False
@@ -205,10 +204,6 @@ class SalInfo:
     def topic_info(self, sal_name: str) -> TopicInfo:
         """The interface of one topic, by ``sal_name``."""
         return self.component.topics[sal_name]
-
-    def cmdtype(self, sal_name: str) -> int:
-        """The ``cmdtype`` written in acks: index among sorted topic names."""
-        return self._sorted_names.index(sal_name)
 
     def add_reader(self, reader: RecordReader) -> None:
         """Register a reader topic; only before `start`."""
