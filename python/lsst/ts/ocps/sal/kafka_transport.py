@@ -48,6 +48,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from .avro_schema import schema_text
 from .kafka_codec import FramingError, decode_value, encode_value, make_key, parse_frame
 from .kafka_config import KafkaConfig
 from .schema_registry import (
@@ -248,12 +249,7 @@ class KafkaTransport(Transport):
         self._identity = identity
         self._on_record = on_record
         self._registry = SchemaRegistryClient(config.registry_url, REQUEST_TIMEOUT)
-        admin_settings: dict[str, Any] = {
-            **config.admin_config(),
-            "error_cb": self._on_client_error,
-            "logger": self.log.getChild("rdkafka"),
-        }
-        self._admin = AdminClient(admin_settings)
+        self._admin = AdminClient(self._client_settings(config.admin_config()))
 
         topics = {t.sal_name: t for t in [*write_topics, *read_topics]}
         names = {
@@ -267,7 +263,7 @@ class KafkaTransport(Transport):
                 f"Registering the schema of {names[sal_name]}",
                 self._register,
                 topic.avro_subject(config.topic_subname),
-                json.dumps(schemas[sal_name]),
+                schema_text(schemas[sal_name]),
             )
         parsed = {
             sal_name: fastavro.parse_schema(schema)
@@ -378,14 +374,17 @@ class KafkaTransport(Transport):
                 f"Schema registry refused the schema of {subject}: {e}"
             ) from e
 
-    def _make_producer(self) -> None:
-        assert self.config is not None
-        settings = {
-            **self.config.producer_config(),
+    def _client_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """Add the error callback and logger every client of ours gets."""
+        return {
+            **settings,
             "error_cb": self._on_client_error,
             "logger": self.log.getChild("rdkafka"),
         }
-        self._producer = Producer(settings)
+
+    def _make_producer(self) -> None:
+        assert self.config is not None
+        self._producer = Producer(self._client_settings(self.config.producer_config()))
         for state in self._write_states.values():
             try:
                 self._producer.list_topics(topic=state.kafka_name, timeout=1)
@@ -403,12 +402,9 @@ class KafkaTransport(Transport):
             self.group_id = f"{name_index}-{rand}"
         else:
             self.group_id = f"{self._identity}-{name_index}-{rand}"
-        settings = {
-            **self.config.consumer_config(self.group_id),
-            "error_cb": self._on_client_error,
-            "logger": self.log.getChild("rdkafka"),
-        }
-        self._consumer = Consumer(settings)
+        self._consumer = Consumer(
+            self._client_settings(self.config.consumer_config(self.group_id))
+        )
         self._consumer.subscribe(
             list(self._read_states),
             on_assign=self._on_assign,
@@ -582,7 +578,7 @@ class KafkaTransport(Transport):
             return parsed
         assert self._registry is not None
         delay = 0.1
-        for attempt in range(5):
+        for _ in range(5):
             try:
                 text = self._registry.get_schema_text(schema_id)
                 parsed = fastavro.parse_schema(json.loads(text))

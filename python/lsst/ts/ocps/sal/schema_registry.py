@@ -112,6 +112,15 @@ class SchemaRegistryClient:
     def _quote(subject: str) -> str:
         return urllib.parse.quote(subject, safe="")
 
+    def _post_schema(self, path: str, schema_text: str) -> int:
+        """POST an Avro schema text as given; return the id in the reply."""
+        reply = self._request(
+            "POST",
+            f"{path}?normalize=false",
+            {"schema": schema_text, "schemaType": "AVRO", "references": []},
+        )
+        return int(reply["id"])
+
     def register(self, subject: str, schema_text: str) -> int:
         """Register a schema under a subject (idempotent).
 
@@ -134,12 +143,9 @@ class SchemaRegistryClient:
         RegistryUnavailableError
             If the registry cannot be reached.
         """
-        reply = self._request(
-            "POST",
-            f"/subjects/{self._quote(subject)}/versions?normalize=false",
-            {"schema": schema_text, "schemaType": "AVRO", "references": []},
+        schema_id = self._post_schema(
+            f"/subjects/{self._quote(subject)}/versions", schema_text
         )
-        schema_id = int(reply["id"])
         with self._lock:
             self._texts.setdefault(schema_id, schema_text)
         return schema_id
@@ -166,12 +172,7 @@ class SchemaRegistryClient:
         RegistryUnavailableError
             If the registry cannot be reached.
         """
-        reply = self._request(
-            "POST",
-            f"/subjects/{self._quote(subject)}?normalize=false",
-            {"schema": schema_text, "schemaType": "AVRO", "references": []},
-        )
-        return int(reply["id"])
+        return self._post_schema(f"/subjects/{self._quote(subject)}", schema_text)
 
     def get_schema_text(self, schema_id: int) -> str:
         """Return the text of a schema by id (cached).
