@@ -28,17 +28,19 @@ __all__ = ["HOLD_START", "BaseCsc"]
 import asyncio
 import contextvars
 import logging
-import types
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from . import command_line
+from .closing import AsyncClosing
 from .command_topics import ControllerCommand
 from .domain import Domain
 from .enums import State
 from .errors import ExpectedError
+from .heartbeat import Heartbeat, check_no_duplicate
 from .log_handler import SalLogHandler
 from .sal_info import SalInfo
-from .topics import ReadTopic, Sample, WriteTopic
+from .topics import Sample, WriteTopic
 
 HOLD_START: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "HOLD_START", default=False
@@ -59,7 +61,7 @@ _TRANSITIONS: dict[str, tuple[frozenset[State], State]] = {
 """State-transition command: (states it is allowed in, state it leads to)."""
 
 
-class BaseCsc:
+class BaseCsc(AsyncClosing):
     """A Commandable SAL Component.
 
     Subclasses provide a ``do_<command>`` coroutine for every command of
@@ -147,7 +149,6 @@ class BaseCsc:
         self._error_code = 0
         self._error_report = ""
         self._faulting = False
-        self._heartbeat_task: asyncio.Task[None] | None = None
         self._exit_task: asyncio.Task[None] | None = None
         self._close_task: asyncio.Task[None] | None = None
         self._start_failed = False
@@ -156,6 +157,7 @@ class BaseCsc:
             self._start_gate.set()
 
         self._make_topics(allow_missing_callbacks)
+        self._heartbeat = Heartbeat(self.evt_heartbeat, self.log)
         # Attached now so records logged before start are buffered.
         self._log_handler = SalLogHandler(self.evt_logMessage)
         self.log.addHandler(self._log_handler)
@@ -233,8 +235,8 @@ class BaseCsc:
             level=self.log.getEffectiveLevel(), subsystem=""
         )
         if self.check_if_duplicate:
-            await self._check_no_duplicate()
-        self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
+            await check_no_duplicate(self.salinfo, 3 * self.heartbeat_interval)
+        self._heartbeat.start(self.heartbeat_interval)
         await self.evt_simulationMode.set_write(mode=self.simulation_mode)
         await self.evt_softwareVersions.set_write(
             salVersion="",
@@ -264,43 +266,6 @@ class BaseCsc:
             except Exception:
                 self.log.exception("%s during startup failed", step)
                 return
-
-    async def _check_no_duplicate(self) -> None:
-        """Refuse to run if another instance is heartbeating.
-
-        Raises
-        ------
-        ExpectedError
-            If a heartbeat from this name and index arrives in time.
-        """
-        salinfo = SalInfo(self.domain, self.salinfo.name, self.salinfo.index)
-        reader = ReadTopic(
-            salinfo=salinfo,
-            topic_info=salinfo.topic_info("logevent_heartbeat"),
-            max_history=0,
-        )
-        try:
-            await salinfo.start()
-            try:
-                beat = await reader.next(
-                    flush=False, timeout=3 * self.heartbeat_interval
-                )
-            except TimeoutError:
-                return
-        finally:
-            await salinfo.close()
-        raise ExpectedError(
-            f"{self.salinfo.name_index} with origin={self.domain.origin} quitting: "
-            f"found another instance with origin={beat.private_origin}."
-        )
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            try:
-                await self.evt_heartbeat.write()
-            except Exception:
-                self.log.exception("Heartbeat write failed")
-            await asyncio.sleep(self.heartbeat_interval)
 
     async def _report_summary_state(self) -> None:
         """Write summaryState, then errorCode (0) when not in FAULT."""
@@ -369,15 +334,13 @@ class BaseCsc:
         state = self._summary_state
         if state == State.ENABLED:
             return
-        what = action or "Not allowed"
+        refusal = f"{action} not allowed" if action else "Not allowed"
         if state == State.FAULT:
             raise ExpectedError(
-                f"{what} not allowed in Fault state: errorCode={self._error_code}, "
+                f"{refusal} in Fault state: errorCode={self._error_code}, "
                 f"errorReport={self._error_report!r}"
             )
-        if action:
-            raise ExpectedError(f"{action} not allowed in state={state!r}")
-        raise ExpectedError(f"Not allowed in state={state!r}")
+        raise ExpectedError(f"{refusal} in state={state!r}")
 
     async def _change_state(self, cmd: str, data: Sample) -> None:
         """Run one state-transition command.
@@ -485,8 +448,9 @@ class BaseCsc:
             await self.close_tasks()
         except Exception:
             self.log.exception("close_tasks failed")
+        await self._heartbeat.close()
         current = asyncio.current_task()
-        tasks = [self._heartbeat_task, self._exit_task]
+        tasks = [self._exit_task]
         if not self._start_failed:
             tasks.append(self.start_task)
         for task in tasks:
@@ -506,23 +470,13 @@ class BaseCsc:
         await self.start_task
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
-        await self.close()
-
     @classmethod
     async def amain(cls, index: int | bool | None, **kwargs: Any) -> None:
         """Make a CSC from the command line and run it until it exits.
 
         See `command_line.amain`.
         """
-        from .command_line import amain
-
-        await amain(cls, index=index, **kwargs)
+        await command_line.amain(cls, index=index, **kwargs)
 
     @classmethod
     def make_from_cmd_line(cls, index: int | bool | None, **kwargs: Any) -> BaseCsc:
@@ -530,6 +484,4 @@ class BaseCsc:
 
         See `command_line.make_from_cmd_line`.
         """
-        from .command_line import make_from_cmd_line
-
-        return make_from_cmd_line(cls, index=index, **kwargs)
+        return command_line.make_from_cmd_line(cls, index=index, **kwargs)

@@ -28,8 +28,9 @@ __all__ = ["Domain"]
 import getpass
 import os
 import socket
-import types
 from typing import TYPE_CHECKING
+
+from .closing import AsyncClosing
 
 if TYPE_CHECKING:
     from .sal_info import SalInfo
@@ -40,7 +41,7 @@ def default_identity() -> str:
     return f"{getpass.getuser()}@{socket.getfqdn()}"
 
 
-class Domain:
+class Domain(AsyncClosing):
     """What every SAL endpoint of one process shares.
 
     Parameters
@@ -89,11 +90,3 @@ class Domain:
 
     async def __aenter__(self) -> Domain:
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
-        await self.close()

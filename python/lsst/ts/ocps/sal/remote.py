@@ -26,17 +26,17 @@ from __future__ import annotations
 __all__ = ["Remote"]
 
 import asyncio
-import types
 from collections.abc import Iterable
 from typing import Any
 
+from .closing import AsyncClosing
 from .command_topics import AckCmdReader, RemoteCommand
 from .domain import Domain
 from .sal_info import SalInfo
 from .topics import ReadTopic
 
 
-class Remote:
+class Remote(AsyncClosing):
     """Talk to a CSC: ``cmd_<name>`` to command it, ``evt_<name>`` to read.
 
     Use it as an async context manager, or await `start_task` and call
@@ -150,11 +150,3 @@ class Remote:
     async def __aenter__(self) -> Remote:
         await self.start_task
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
-        await self.close()
