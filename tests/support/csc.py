@@ -13,7 +13,6 @@ __all__ = [
     "start_execute",
 ]
 
-import base64
 import contextlib
 import dataclasses
 import json
@@ -25,7 +24,9 @@ from typing import Any
 import pytest
 from lsst.ts.ocps import sal
 from lsst.ts.ocps.ocps_csc import OcpsCsc
-from lsst.ts.ocps.sal.testing import CscHarness, make_csc
+from lsst.ts.ocps.sal.testing import CscHarness, make_test_subname
+
+from .sal import make_quick_harness
 
 DATA_DIR = pathlib.Path(__file__).parent.parent / "data"
 CONFIGS_DIR = DATA_DIR / "csc_configs"
@@ -50,8 +51,7 @@ def csc_env(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> Iterator
     if os.environ.get("LSST_KAFKA_BROKER_ADDR"):
         yield "kafka"
         return
-    suffix = base64.urlsafe_b64encode(os.urandom(9)).decode()
-    monkeypatch.setenv("LSST_TOPIC_SUBNAME", "test_" + suffix.replace("-", "x"))
+    monkeypatch.setenv("LSST_TOPIC_SUBNAME", make_test_subname())
     yield "inprocess"
 
 
@@ -64,14 +64,9 @@ async def make_ocps(
     **kwargs: Any,
 ) -> AsyncIterator[CscHarness]:
     """An `OcpsCsc` (config set ``good`` by default) and a Remote."""
-
-    def factory(**fields: Any) -> OcpsCsc:
-        csc = OcpsCsc(index=index, **fields)
-        csc.shutdown_delay = 0.1
-        return csc
-
-    async with make_csc(
-        factory,
+    async with make_quick_harness(
+        OcpsCsc,
+        index=index,
         initial_state=initial_state,
         config_dir=CONFIGS_DIR / "good" if config_dir is None else config_dir,
         simulation_mode=simulation_mode,

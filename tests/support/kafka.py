@@ -43,10 +43,8 @@ __all__ = [
     "set_kafka_env",
 ]
 
-import base64
 import dataclasses
 import importlib.util
-import os
 import pathlib
 import socket
 import subprocess
@@ -57,6 +55,7 @@ from typing import IO
 import pytest
 import yaml
 from confluent_kafka.admin import AdminClient
+from lsst.ts.ocps.sal.csc_harness import make_test_subname
 
 from .schema_registry_standin import SchemaRegistryStandIn
 
@@ -206,11 +205,6 @@ class KafkaEnv:
         return self.registry.url
 
 
-def _unique_subname() -> str:
-    raw = base64.urlsafe_b64encode(os.urandom(9)).decode()
-    return "test_" + raw.replace("-", "").replace("_", "").replace("=", "")
-
-
 def set_kafka_env(
     monkeypatch: pytest.MonkeyPatch,
     broker_addr: str,
@@ -238,7 +232,7 @@ def set_kafka_env(
         The YAML file ``LSST_KAFKA_CONSUMER_CONFIGURATION`` names (next to
         it, ``LSST_KAFKA_PRODUCER_CONFIGURATION`` names a producer file).
     """
-    subname = _unique_subname()
+    subname = make_test_subname()
     consumer_config_path = directory / "kafka_consumer.yaml"
     consumer_config_path.write_text(yaml.safe_dump(TANSU_CONSUMER_SETTINGS))
     producer_config_path = directory / "kafka_producer.yaml"
@@ -331,5 +325,5 @@ def any_transport_env(
         request.getfixturevalue("kafka_env")
     else:
         monkeypatch.delenv("LSST_KAFKA_BROKER_ADDR", raising=False)
-        monkeypatch.setenv("LSST_TOPIC_SUBNAME", _unique_subname())
+        monkeypatch.setenv("LSST_TOPIC_SUBNAME", make_test_subname())
     return str(request.param)

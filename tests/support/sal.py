@@ -27,6 +27,7 @@ __all__ = [
     "CONFIGS_DIR",
     "STD_TIMEOUT",
     "make_harness",
+    "make_quick_harness",
     "next_log_message",
     "sal_any_env",
     "sal_env",
@@ -34,12 +35,13 @@ __all__ = [
 
 import contextlib
 import pathlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+from lsst.ts.ocps.sal.base_csc import BaseCsc
 from lsst.ts.ocps.sal.enums import State
-from lsst.ts.ocps.sal.testing import CscHarness, make_csc, set_test_environment
+from lsst.ts.ocps.sal.testing import CscHarness, make_csc, make_test_subname
 from lsst.ts.ocps.sal.testing_csc import MinimalOcpsCsc
 
 CONFIGS_DIR = pathlib.Path(__file__).parent.parent / "data" / "sal_configs"
@@ -52,29 +54,47 @@ STD_TIMEOUT = 20.0
 @pytest.fixture
 def sal_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh topic subname and ``LSST_SITE=test`` on the in-process bus."""
+    subname = make_test_subname()
     monkeypatch.delenv("LSST_KAFKA_BROKER_ADDR", raising=False)
-    monkeypatch.setenv("LSST_TOPIC_SUBNAME", "unset")
-    monkeypatch.setenv("LSST_SITE", "unset")
-    yield set_test_environment()
+    monkeypatch.setenv("LSST_TOPIC_SUBNAME", subname)
+    monkeypatch.setenv("LSST_SITE", "test")
+    yield subname
 
 
-@pytest.fixture(params=["inprocess", "kafka"])
-def sal_any_env(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
-    """Run a test once per transport: ``inprocess``, then ``kafka``.
+@pytest.fixture
+def sal_any_env(any_transport_env: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test once per transport, with ``LSST_SITE=test``.
 
-    The Kafka case uses the session tansu broker and registry stand-in
-    (`kafka_env` from ``support.kafka``); both set ``LSST_SITE=test``.
+    The transports are those of `any_transport_env` (``support.kafka``):
+    ``inprocess``, then ``kafka``; the value is the transport's name.
     """
     monkeypatch.setenv("LSST_SITE", "test")
-    if request.param == "kafka":
-        request.getfixturevalue("kafka_env")
-    else:
-        monkeypatch.delenv("LSST_KAFKA_BROKER_ADDR", raising=False)
-        monkeypatch.setenv("LSST_TOPIC_SUBNAME", "unset")
-        set_test_environment()
-    yield str(request.param)
+    return any_transport_env
+
+
+@contextlib.asynccontextmanager
+async def make_quick_harness(
+    csc_class: Callable[..., BaseCsc],
+    index: int,
+    config_dir: pathlib.Path,
+    timeout: float,
+    **kwargs: Any,
+) -> AsyncIterator[CscHarness]:
+    """`make_csc` for a CSC class that takes ``index`` and ``config_dir``.
+
+    The CSC's ``shutdown_delay`` is cut to 0.1 s so exitControl tests
+    finish quickly.
+    """
+
+    def factory(**fields: Any) -> BaseCsc:
+        csc = csc_class(index=index, **fields)
+        csc.shutdown_delay = 0.1
+        return csc
+
+    async with make_csc(
+        factory, config_dir=config_dir, timeout=timeout, **kwargs
+    ) as harness:
+        yield harness
 
 
 @contextlib.asynccontextmanager
@@ -85,14 +105,9 @@ async def make_harness(
     **kwargs: Any,
 ) -> AsyncIterator[CscHarness]:
     """A `MinimalOcpsCsc` (config set ``good`` by default) and a Remote."""
-
-    def factory(**fields: Any) -> MinimalOcpsCsc:
-        csc = MinimalOcpsCsc(index=index, **fields)
-        csc.shutdown_delay = 0.1
-        return csc
-
-    async with make_csc(
-        factory,
+    async with make_quick_harness(
+        MinimalOcpsCsc,
+        index=index,
         initial_state=initial_state,
         config_dir=CONFIGS_DIR / "good" if config_dir is None else config_dir,
         timeout=STD_TIMEOUT,

@@ -19,7 +19,7 @@
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
-"""Test helpers for CSCs: a pytest-friendly harness and a unittest mixin."""
+"""Test helpers for CSCs: a unittest mixin and the pytest harness."""
 
 from __future__ import annotations
 
@@ -30,382 +30,35 @@ __all__ = [
     "check_bin_script",
     "get_expected_summary_states",
     "make_csc",
+    "make_test_subname",
     "set_summary_state",
     "set_test_environment",
 ]
 
 import abc
-import asyncio
-import base64
 import contextlib
-import enum
 import os
 import pathlib
-import secrets
-import shutil
-import signal
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from .base_csc import HOLD_START, BaseCsc
-from .enums import SalRetCode, State
-from .errors import AckError
+from .base_csc import BaseCsc
+from .csc_harness import (
+    STD_TIMEOUT,
+    CscHarness,
+    check_bin_script,
+    get_expected_summary_states,
+    make_csc,
+    make_test_subname,
+    set_summary_state,
+    set_test_environment,
+)
+from .enums import State
 from .remote import Remote
-from .tai import current_tai
 from .topics import ReadTopic, Sample
-
-STD_TIMEOUT = 30.0
-"""Seconds a harness waits for an expected event or ack."""
 
 _TEST_ENV_VARS = ("LSST_TOPIC_SUBNAME", "LSST_SITE")
 """Environment variables `BaseCscTestCase` sets per test and restores."""
-
-_ORDER = [State.OFFLINE, State.STANDBY, State.DISABLED, State.ENABLED]
-
-
-def set_test_environment(randomize: bool = True) -> str:
-    """Set ``LSST_TOPIC_SUBNAME`` to a fresh test name and ``LSST_SITE``.
-
-    Parameters
-    ----------
-    randomize : `bool`, optional
-        Use random bytes (default) rather than the process id.
-
-    Returns
-    -------
-    subname : `str`
-        The topic subname set.
-    """
-    raw = secrets.token_bytes(9) if randomize else os.getpid().to_bytes(4, "big")
-    suffix = base64.urlsafe_b64encode(raw).decode().replace("=", "").replace("-", "")
-    subname = f"test_{suffix}"
-    os.environ["LSST_TOPIC_SUBNAME"] = subname
-    os.environ["LSST_SITE"] = "test"
-    return subname
-
-
-def get_expected_summary_states(initial: State, final: State) -> list[State]:
-    """States passed through (after ``initial``) going to ``final``.
-
-    Raises
-    ------
-    ValueError
-        If either state is FAULT.
-    """
-    if State.FAULT in (initial, final):
-        raise ValueError("FAULT is not a target of ordinary transitions")
-    i, j = _ORDER.index(initial), _ORDER.index(final)
-    step = 1 if j > i else -1
-    return [_ORDER[k] for k in range(i + step, j + step, step)] if i != j else []
-
-
-async def set_summary_state(
-    remote: Remote, state: State, override: str = "", timeout: float = STD_TIMEOUT
-) -> list[State]:
-    """Command a CSC into a state, one transition at a time.
-
-    Returns
-    -------
-    states : `list` [`State`]
-        The states passed through, ``state`` last.
-    """
-    current = State((await remote.evt_summaryState.aget(timeout=timeout)).summaryState)
-    visited = []
-    if current == State.FAULT:
-        await remote.cmd_standby.set_start(timeout=timeout)
-        current = State.STANDBY
-        visited.append(current)
-    commands = {
-        (State.STANDBY, State.DISABLED): "start",
-        (State.DISABLED, State.ENABLED): "enable",
-        (State.ENABLED, State.DISABLED): "disable",
-        (State.DISABLED, State.STANDBY): "standby",
-        (State.STANDBY, State.OFFLINE): "exitControl",
-    }
-    for next_state in get_expected_summary_states(current, state):
-        name = commands[(current, next_state)]
-        fields = {"configurationOverride": override} if name == "start" else {}
-        await getattr(remote, f"cmd_{name}").set_start(timeout=timeout, **fields)
-        current = next_state
-        visited.append(current)
-    return visited
-
-
-class CscHarness:
-    """A CSC, a Remote on its domain, and assertions over both.
-
-    Make it with `make_csc`.
-
-    Attributes
-    ----------
-    csc : `BaseCsc`
-        The CSC.
-    remote : `Remote`
-        A Remote sharing the CSC's domain (identity and origin).
-    start_tai : `float`
-        TAI when the CSC was made; older samples are stale.
-    """
-
-    def __init__(self, csc: BaseCsc, remote: Remote, start_tai: float) -> None:
-        self.csc = csc
-        self.remote = remote
-        self.start_tai = start_tai
-
-    async def assert_next_sample(
-        self,
-        topic: ReadTopic,
-        flush: bool = False,
-        timeout: float = STD_TIMEOUT,
-        **expected: Any,
-    ) -> Sample:
-        """Read the next fresh sample and check field values.
-
-        Samples written before the CSC was made are skipped.
-
-        Raises
-        ------
-        AssertionError
-            If a field differs from its expected value.
-        TimeoutError
-            If no fresh sample arrives in time.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            data = await topic.next(flush=flush, timeout=deadline - loop.time())
-            flush = False
-            if data.private_sndStamp > self.start_tai:
-                break
-        for name, value in expected.items():
-            actual = getattr(data, name)
-            if isinstance(value, enum.IntEnum):
-                actual = type(value)(actual)
-            assert actual == value, f"{topic.name}.{name}={actual!r} != {value!r}"
-        return data
-
-    async def assert_next_summary_state(
-        self,
-        state: State,
-        flush: bool = False,
-        timeout: float = STD_TIMEOUT,
-        remote: Remote | None = None,
-    ) -> None:
-        """Check the next summaryState event."""
-        remote = self.remote if remote is None else remote
-        await self.assert_next_sample(
-            remote.evt_summaryState, flush=flush, timeout=timeout, summaryState=state
-        )
-
-    async def check_bad_commands(
-        self, bad_commands: Iterable[str], timeout: float = STD_TIMEOUT
-    ) -> None:
-        """Send each command and require ``CMD_FAILED``."""
-        for name in bad_commands:
-            command = getattr(self.remote, f"cmd_{name}")
-            try:
-                ack = await command.start(timeout=timeout)
-            except AckError as e:
-                assert e.ackcmd.ack == SalRetCode.CMD_FAILED, f"{name}: {e}"
-            else:
-                raise AssertionError(
-                    f"{name} succeeded in {self.csc.summary_state!r}: {ack}"
-                )
-
-    async def check_standard_state_transitions(
-        self,
-        enabled_commands: Sequence[str],
-        skip_commands: Sequence[str] | None = None,
-        override: str = "",
-        timeout: float = STD_TIMEOUT,
-    ) -> None:
-        """Check refused commands in every state, then every transition.
-
-        The CSC must be in STANDBY. In STANDBY, DISABLED and ENABLED every
-        command not valid there is sent (with default fields) and must
-        fail; then start, enable, disable, standby and exitControl must
-        each reach their state and report it.
-        """
-        assert self.csc.summary_state == State.STANDBY, self.csc.summary_state
-        skip = set(skip_commands or ())
-        names = [
-            sal_name[len("command_") :]
-            for sal_name in self.csc.salinfo.component.commands
-        ]
-        valid = {
-            State.STANDBY: {"start", "exitControl", "setLogLevel"},
-            State.DISABLED: {"enable", "standby", "setLogLevel"},
-            State.ENABLED: {"disable", "setLogLevel"} | set(enabled_commands),
-        }
-
-        async def check_state(state: State) -> None:
-            bad = [n for n in names if n not in valid[state] and n not in skip]
-            await self.check_bad_commands(bad, timeout=timeout)
-            assert self.csc.summary_state == state
-
-        steps = [
-            ("start", State.DISABLED),
-            ("enable", State.ENABLED),
-            ("disable", State.DISABLED),
-            ("standby", State.STANDBY),
-            ("exitControl", State.OFFLINE),
-        ]
-        await check_state(State.STANDBY)
-        for name, state in steps:
-            fields = {"configurationOverride": override} if name == "start" else {}
-            await getattr(self.remote, f"cmd_{name}").set_start(
-                timeout=timeout, **fields
-            )
-            assert self.csc.summary_state == state
-            await self.assert_next_summary_state(state, timeout=timeout)
-            if state in valid and name != "standby":
-                await check_state(state)
-
-
-@contextlib.asynccontextmanager
-async def make_csc(
-    factory: Callable[..., BaseCsc],
-    initial_state: State | None = None,
-    config_dir: str | pathlib.Path | None = None,
-    simulation_mode: int = 0,
-    log_level: int | None = None,
-    timeout: float = STD_TIMEOUT,
-    **kwargs: Any,
-) -> AsyncIterator[CscHarness]:
-    """Make a CSC and a Remote for it; close both on exit.
-
-    The CSC is held until the Remote is reading, so the Remote sees every
-    start-up event. When ``initial_state`` is not the default, the
-    summaryState events on the way are checked and consumed (the last one
-    stays queued).
-
-    Parameters
-    ----------
-    factory : `~collections.abc.Callable`
-        Called as ``factory(initial_state=..., config_dir=...,
-        simulation_mode=..., **kwargs)`` to make the CSC (omitting
-        ``config_dir`` when it is `None`).
-    initial_state, config_dir, simulation_mode, **kwargs
-        For the factory.
-    log_level : `int` or `None`, optional
-        Level to set on the CSC's logger.
-    timeout : `float`, optional
-        Seconds to wait for start-up.
-
-    Yields
-    ------
-    harness : `CscHarness`
-        The CSC and Remote.
-    """
-    if config_dir is not None:
-        kwargs["config_dir"] = config_dir
-    start_tai = current_tai()
-    token = HOLD_START.set(True)
-    try:
-        csc = factory(
-            initial_state=initial_state, simulation_mode=simulation_mode, **kwargs
-        )
-    finally:
-        HOLD_START.reset(token)
-    # The CSC's logger is process-wide: restore its level on exit so that
-    # one test's setLogLevel does not leak into the next.
-    saved_level = csc.log.level
-    if log_level is not None:
-        csc.log.setLevel(log_level)
-    remote = Remote(csc.domain, csc.salinfo.name, csc.salinfo.index)
-    try:
-        await asyncio.wait_for(remote.start_task, timeout)
-        csc.release_start()
-        await asyncio.wait_for(csc.start_task, timeout)
-        harness = CscHarness(csc, remote, start_tai)
-        if initial_state is not None and initial_state != csc.default_initial_state:
-            states = [csc.default_initial_state] + get_expected_summary_states(
-                csc.default_initial_state, initial_state
-            )
-            for state in states[:-1]:
-                await harness.assert_next_summary_state(state, timeout=timeout)
-        yield harness
-    finally:
-        await remote.close()
-        await csc.close()
-        csc.log.setLevel(saved_level)
-
-
-async def check_bin_script(
-    name: str,
-    index: int,
-    exe_name: str | Sequence[str],
-    default_initial_state: State = State.STANDBY,
-    initial_state: State | None = None,
-    override: str | None = None,
-    cmdline_args: Sequence[str] = (),
-    timeout: float = STD_TIMEOUT,
-) -> None:
-    """Run a CSC's command-line entry and check it starts and exits.
-
-    The process is started with ``index``, ``--state``/``--override`` when
-    given, and ``cmdline_args``; it must report the expected summary
-    states (and, with ``override``, a configurationApplied naming it),
-    then exit with status 0 on exitControl. It only works with a transport
-    that crosses processes (Kafka).
-
-    Parameters
-    ----------
-    name : `str`
-        SAL component name.
-    index : `int`
-        SAL index.
-    exe_name : `str` or `~collections.abc.Sequence` [`str`]
-        An executable on ``PATH``, or the argv prefix to run.
-
-    Raises
-    ------
-    AssertionError
-        If the process does not behave.
-    """
-    if isinstance(exe_name, str):
-        exe_path = shutil.which(exe_name)
-        assert exe_path is not None, f"{exe_name!r} is not on PATH"
-        argv = [exe_path]
-    else:
-        argv = list(exe_name)
-    argv.append(str(index))
-    if initial_state is not None:
-        argv += ["--state", initial_state.name.lower()]
-    if override is not None:
-        argv += ["--override", override]
-    argv += list(cmdline_args)
-
-    async with Remote(None, name, index) as remote:
-        process = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, env=dict(os.environ)
-        )
-        try:
-            states = [default_initial_state]
-            if initial_state is not None and initial_state != default_initial_state:
-                states += get_expected_summary_states(
-                    default_initial_state, initial_state
-                )
-            for state in states:
-                data = await remote.evt_summaryState.next(flush=False, timeout=timeout)
-                assert data.summaryState == state, f"{data.summaryState} != {state!r}"
-            if override:
-                applied = await remote.evt_configurationApplied.next(
-                    flush=False, timeout=timeout
-                )
-                assert override in applied.configurations.split(",")
-            await set_summary_state(remote, State.OFFLINE, timeout=timeout)
-            while data.summaryState != State.OFFLINE:
-                data = await remote.evt_summaryState.next(flush=False, timeout=timeout)
-            code = await asyncio.wait_for(process.wait(), timeout)
-            assert code == 0, f"{argv} exited with {code}"
-        finally:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(process.wait(), timeout)
-                except TimeoutError:
-                    process.kill()
-                    await process.wait()
 
 
 class BaseCscTestCase(abc.ABC):
