@@ -28,6 +28,7 @@ __all__ = [
     "git_describe",
     "list_overrides",
     "load_config",
+    "merge_dicts",
     "parse_override",
     "schema_version",
 ]
@@ -154,7 +155,9 @@ def merge_dicts(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-async def _read_file(config_dir: pathlib.Path, name: str, gitref: str) -> dict:
+async def _read_file(
+    config_dir: pathlib.Path, name: str, gitref: str
+) -> dict[str, Any]:
     """Read one YAML file (at a git ref if given) as a dict."""
     path = config_dir / name
     if not path.is_file():

@@ -131,13 +131,14 @@ class InProcessBus:
         for subscriber in list(self._subscribers):
             if key not in subscriber.topic_names:
                 continue
-            record = copy.deepcopy(data)
-            reader_topic = subscriber.topic_infos[key]
             if subscriber.loop.is_closed():
                 self.unsubscribe(subscriber)
                 continue
             subscriber.loop.call_soon_threadsafe(
-                subscriber.on_record, reader_topic, record, False
+                subscriber.on_record,
+                subscriber.topic_infos[key],
+                copy.deepcopy(data),
+                False,
             )
 
 

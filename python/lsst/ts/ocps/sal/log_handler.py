@@ -67,6 +67,7 @@ class SalLogHandler(logging.Handler):
     def start(self) -> None:
         """Begin writing records; call from the event loop."""
         self._loop = asyncio.get_running_loop()
+        # The writer drains the queue from now on: stop dropping records.
         self._pending = collections.deque(self._pending)
         self._task = asyncio.create_task(self._write_loop())
         self._wakeup.set()

@@ -123,6 +123,11 @@ def tai_from_utc(utc: float) -> float:
     -------
     tai : `float`
         TAI seconds since 1970-01-01.
+
+    Raises
+    ------
+    ValueError
+        If ``utc`` is before 1972-01-01.
     """
     return utc + tai_minus_utc(utc)
 
