@@ -227,6 +227,24 @@ async def test_fault_and_recovery() -> None:
         )
 
 
+@pytest.mark.usefixtures("sal_env")
+async def test_assert_enabled_text() -> None:
+    async with make_harness() as harness:
+        csc = harness.csc
+        with pytest.raises(
+            ExpectedError, match=r"^Not allowed in state=<State.STANDBY: 5>$"
+        ):
+            csc.assert_enabled()
+        with pytest.raises(ExpectedError, match=r"^execute not allowed in state="):
+            csc.assert_enabled("execute")
+        await csc.fault(code=7, report="Broken")
+        with pytest.raises(
+            ExpectedError,
+            match=r"^Not allowed in Fault state: errorCode=7, errorReport='Broken'$",
+        ):
+            csc.assert_enabled()
+
+
 @pytest.mark.usefixtures("sal_any_env")
 async def test_execute_first_ack_in_progress_and_concurrent() -> None:
     async with make_harness(initial_state=State.ENABLED) as harness:
