@@ -30,19 +30,21 @@ Butler access runs in a subprocess of the test's own Python, which keeps
 """
 
 __all__ = [
+    "BIN_DIR",
+    "DATA_DIR",
     "DETECTORS",
+    "JOB_TYPES_DIR",
     "PIPELINES_DIR",
     "PipetaskSetup",
     "butler_repo",
     "butler_repo_template",
     "input_array",
-    "pipetask_environment",
     "pipelines_on_path",
+    "pipetask_environment",
     "pipetask_manager",
     "read_arrays",
 ]
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -56,7 +58,8 @@ from collections.abc import AsyncIterator
 import pytest
 from lsst.ts.ocps.job_manager import JobManager, ManagerConfig
 from lsst.ts.ocps.job_types import JobTypeRegistry
-from lsst.ts.ocps.models import ACTIVE_PHASES
+
+from .rest import abort_active_and_close
 
 DATA_DIR = pathlib.Path(__file__).resolve().parents[1] / "data"
 """``tests/data``; stands in for ``$CP_PIPE_DIR`` in the tests."""
@@ -199,7 +202,4 @@ async def pipetask_manager(
     try:
         yield PipetaskSetup(manager, butler_repo, pipetask_environment)
     finally:
-        for job in await manager.list_jobs(phases=ACTIVE_PHASES, limit=1000):
-            with contextlib.suppress(Exception):
-                await manager.abort(job.job_id)
-        await manager.close()
+        await abort_active_and_close(manager)
