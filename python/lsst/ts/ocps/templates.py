@@ -111,13 +111,21 @@ def parse_template(text: str) -> list[str | Placeholder]:
 
 
 def placeholder_names(tokens: Iterable[str | Placeholder]) -> list[str]:
-    """Names of the placeholders among template tokens, in order."""
+    """Return the placeholder names among template tokens, in order."""
     return [token.name for token in tokens if isinstance(token, Placeholder)]
 
 
 def has_value(value: Any) -> bool:
-    """Does a parameter value fill a placeholder (not null, not [])?"""
+    """Return True if a parameter value fills a placeholder.
+
+    Every value does but null and an empty list.
+    """
     return value is not None and not (isinstance(value, list) and not value)
+
+
+def _all_filled(names: Iterable[str], values: Mapping[str, Any]) -> bool:
+    """Return True if every named parameter has a value (`has_value`)."""
+    return all(has_value(values.get(name)) for name in names)
 
 
 def format_value(value: Any) -> str:
@@ -160,7 +168,7 @@ def _render_element(template: str, values: Mapping[str, Any]) -> list[str]:
     """Render a top-level command element to zero or more argv elements."""
     tokens = parse_template(template)
     names = placeholder_names(tokens)
-    if not all(has_value(values.get(name)) for name in names):
+    if not _all_filled(names, values):
         return []
     if len(tokens) == 1 and names:
         value = values[names[0]]
@@ -179,7 +187,7 @@ def _render_group(group: Sequence[str], values: Mapping[str, Any]) -> list[str]:
     """Render an optional group: all or nothing, repeated per list item."""
     parsed = [parse_template(template) for template in group]
     names = [name for tokens in parsed for name in placeholder_names(tokens)]
-    if not all(has_value(values.get(name)) for name in names):
+    if not _all_filled(names, values):
         return []
 
     list_names = sorted({name for name in names if isinstance(values[name], list)})
@@ -255,6 +263,6 @@ def render_environment(
     environment: dict[str, str] = {}
     for name, template in templates.items():
         tokens = parse_template(template)
-        if all(has_value(values.get(key)) for key in placeholder_names(tokens)):
+        if _all_filled(placeholder_names(tokens), values):
             environment[name] = _substitute(tokens, values)
     return environment
