@@ -29,10 +29,15 @@ import json
 import logging
 import os
 import pathlib
+import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import jsonschema
 import pytest
+import yaml
+from lsst.ts.ocps import job_manager as job_manager_module
 from lsst.ts.ocps.exceptions import (
     JobNotFoundError,
     JobStateError,
@@ -41,10 +46,245 @@ from lsst.ts.ocps.exceptions import (
 )
 from lsst.ts.ocps.job_manager import JobManager, ManagerConfig
 from lsst.ts.ocps.journal import Journal
-from lsst.ts.ocps.models import ExecutionPhase, Job
+from lsst.ts.ocps.models import ErrorType, ExecutionPhase, Job, JobResult
+from lsst.ts.ocps.runners.base import LaunchSpec, Runner, RunOutcome, RunStatus
+from lsst.ts.ocps.runners.slurm_cli import SlurmUnavailableError
 from support.jobs import STD_TIMEOUT, make_manager, max_overlap, read_spans
 
 Phase = ExecutionPhase
+
+MakeManager = Callable[..., contextlib.AbstractAsyncContextManager[JobManager]]
+"""The type of the ``make_started_manager`` fixture."""
+
+OPENAPI_PATH = pathlib.Path(__file__).parents[1] / "schema" / "openapi.yaml"
+
+# A job that notes its start in a span file, waits until the test closes
+# its gate (a FIFO), then notes its end.
+_GATED_CODE = """
+import sys, time
+path, label, gate = sys.argv[1:4]
+def note(what):
+    with open(path, "a") as stream:
+        stream.write(label + " " + what + " " + str(time.monotonic_ns()) + "\\n")
+note("start")
+with open(gate) as stream:
+    stream.read()
+note("end")
+"""
+
+# A job that copies a prepared file to its result file, then exits.
+_DECLARE_CODE = """
+import os, shutil, sys
+shutil.copyfile(sys.argv[1], os.environ["OCPS_RESULT_FILE"])
+sys.exit(int(sys.argv[2]))
+"""
+
+# A job that writes its interpreter and PATH to its result file.
+_INTERPRETER_CODE = """
+import json, os, sys
+with open(os.environ["OCPS_RESULT_FILE"], "w") as stream:
+    found = dict(executable=sys.executable, prefix=sys.prefix)
+    json.dump(dict(found, path=os.environ["PATH"]), stream)
+"""
+
+
+def add_job_types(job_types_dir: pathlib.Path) -> None:
+    """Add the job types that only these tests use."""
+    string = {"type": "string"}
+    code = {"type": "integer", "minimum": 0, "maximum": 255, "default": 0}
+    gated = ["{path}", "{label}", "{gate}"]
+    gated_parameters = {
+        "type": "object",
+        "properties": {"path": string, "label": string, "gate": string},
+    }
+    types: list[dict[str, Any]] = [
+        {
+            "name": "gated",
+            "command": [sys.executable, "-c", _GATED_CODE, *gated],
+            "parameters": gated_parameters,
+        },
+        {
+            "name": "gated_limited",
+            "command": [sys.executable, "-c", _GATED_CODE, *gated],
+            "parameters": gated_parameters,
+            "max_concurrent": 1,
+        },
+        {
+            "name": "declare",
+            "command": [sys.executable, "-c", _DECLARE_CODE, "{source}", "{code}"],
+            "parameters": {
+                "type": "object",
+                "properties": {"source": string, "code": code},
+            },
+            "output_globs": ["*.txt"],
+        },
+        {
+            "name": "interpreter",
+            "command": ["python3", "-c", _INTERPRETER_CODE],
+            "parameters": {"type": "object", "properties": {}},
+        },
+        {
+            "name": "own_path",
+            "command": [sys.executable, "-c", _INTERPRETER_CODE],
+            "parameters": {"type": "object", "properties": {}},
+            "environment": {"PATH": "/usr/bin:/bin"},
+        },
+        {
+            "name": "self_signal",
+            "command": [sys.executable, "-c", "import os; os.kill(os.getpid(), 53)"],
+            "parameters": {"type": "object", "properties": {}},
+        },
+        {
+            "name": "queued_batch",
+            "command": ["true"],
+            "parameters": {"type": "object", "properties": {}},
+            "runner": "queued_batch",
+        },
+        {
+            "name": "unreachable",
+            "command": ["true"],
+            "parameters": {"type": "object", "properties": {}},
+            "runner": "unreachable",
+        },
+    ]
+    for job_type in types:
+        job_type.update(description=f"Test job type {job_type['name']}.")
+        job_type.update(version="1.0")
+        (job_types_dir / f"{job_type['name']}.yaml").write_text(json.dumps(job_type))
+
+
+class Gate:
+    """A FIFO that a gated job reads until the test lets it go on.
+
+    Parameters
+    ----------
+    path : `pathlib.Path`
+        Where to make the FIFO.
+    """
+
+    def __init__(self, path: pathlib.Path) -> None:
+        os.mkfifo(path)
+        self.path = path
+        self.fd: int | None = None
+
+    async def hold(self) -> None:
+        """Wait until the job reads the gate (so it has started), and keep
+        it waiting there."""
+        loop = asyncio.get_running_loop()
+        opening = loop.run_in_executor(None, os.open, self.path, os.O_WRONLY)
+        done, _ = await asyncio.wait({opening}, timeout=STD_TIMEOUT)
+        if not done:
+            # Opening a reader lets the thread blocked in open() return.
+            reader = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                os.close(await opening)
+            finally:
+                os.close(reader)
+            raise AssertionError(f"no job opened {self.path}")
+        self.fd = opening.result()
+
+    def release(self) -> None:
+        """Let the job go on: it reads end of file."""
+        assert self.fd is not None, "gate not held"
+        os.close(self.fd)
+        self.fd = None
+
+
+@pytest.fixture
+def gates(tmp_path: pathlib.Path) -> Iterator[Callable[[str], Gate]]:
+    """Factory of gates in ``tmp_path``; held gates are released after."""
+    made: list[Gate] = []
+
+    def factory(name: str) -> Gate:
+        gate = Gate(tmp_path / f"{name}.fifo")
+        made.append(gate)
+        return gate
+
+    yield factory
+    for gate in made:
+        if gate.fd is not None:
+            gate.release()
+
+
+class UnreachableRunner(Runner):
+    """Stand-in for a batch system whose controller cannot be reached.
+
+    A real Slurm controller cannot be made unreachable on demand here, so
+    `launch` raises the error the given factory makes.
+    """
+
+    name = "unreachable"
+
+    def __init__(self, error: Callable[[], Exception]) -> None:
+        self.error = error
+
+    async def launch(self, spec: LaunchSpec) -> dict[str, Any]:
+        raise self.error()
+
+    async def wait_started(self, job_id: str, runner_state: dict[str, Any]) -> None:
+        raise AssertionError("never launched")
+
+    async def wait_finished(
+        self, job_id: str, runner_state: dict[str, Any]
+    ) -> RunOutcome:
+        raise AssertionError("never launched")
+
+    async def terminate(self, job_id: str, runner_state: dict[str, Any]) -> None:
+        raise AssertionError("never launched")
+
+    async def reattach(self, job_id: str, runner_state: dict[str, Any]) -> bool:
+        return False
+
+
+class QueuedBatchRunner(Runner):
+    """Stand-in for a batch system whose jobs wait in its queue first.
+
+    The test decides when a job starts and ends, which a real Slurm
+    cannot be made to do at a chosen moment. Like the Slurm runner, it
+    reports a job that ends before it was seen running as started and
+    finished at once, and cancels a job it is asked to terminate.
+    """
+
+    name = "queued_batch"
+
+    def __init__(self) -> None:
+        self.launched: asyncio.Queue[str] = asyncio.Queue()
+        self.started: dict[str, asyncio.Event] = {}
+        self.finished: dict[str, asyncio.Event] = {}
+        self.outcomes: dict[str, RunOutcome] = {}
+
+    async def launch(self, spec: LaunchSpec) -> dict[str, Any]:
+        self.started[spec.job_id] = asyncio.Event()
+        self.finished[spec.job_id] = asyncio.Event()
+        self.launched.put_nowait(spec.job_id)
+        return {"batch_job_id": f"batch-{spec.job_id}"}
+
+    def run(self, job_id: str) -> None:
+        """The job leaves the queue and runs."""
+        self.started[job_id].set()
+
+    def end(self, job_id: str, outcome: RunOutcome) -> None:
+        """The job ends, whether it ran or not."""
+        self.outcomes[job_id] = outcome
+        self.started[job_id].set()
+        self.finished[job_id].set()
+
+    async def wait_started(self, job_id: str, runner_state: dict[str, Any]) -> None:
+        await self.started[job_id].wait()
+
+    async def wait_finished(
+        self, job_id: str, runner_state: dict[str, Any]
+    ) -> RunOutcome:
+        await self.finished[job_id].wait()
+        return self.outcomes[job_id]
+
+    async def terminate(self, job_id: str, runner_state: dict[str, Any]) -> None:
+        ran = self.started[job_id].is_set()
+        exit_code = -signal.SIGTERM if ran else None
+        self.end(job_id, RunOutcome(RunStatus.CANCELLED, exit_code, "cancelled"))
+
+    async def reattach(self, job_id: str, runner_state: dict[str, Any]) -> bool:
+        return job_id in self.started
 
 
 class PhaseRecorder:
@@ -161,6 +401,7 @@ async def test_missing_command(manager: JobManager) -> None:
     assert done.phase == Phase.ERROR
     assert done.error_summary is not None
     assert "could not start the job" in done.error_summary.message
+    assert done.error_summary.type == ErrorType.FATAL
     assert done.start_time is None
 
 
@@ -203,7 +444,7 @@ async def test_abort_executing(manager: JobManager, tmp_path: pathlib.Path) -> N
 
 
 async def test_abort_queued_and_held(
-    tmp_path: pathlib.Path, make_started_manager
+    tmp_path: pathlib.Path, make_started_manager: MakeManager
 ) -> None:
     config = ManagerConfig(state_dir=tmp_path / "state", max_concurrent=1, kill_grace=1)
     async with make_started_manager(config) as manager:
@@ -309,57 +550,100 @@ async def test_data_trigger_timeout(
     assert done.start_time is None
 
 
-async def test_global_limit(tmp_path: pathlib.Path, make_started_manager) -> None:
+async def test_global_limit_fifo(
+    tmp_path: pathlib.Path,
+    job_types_dir: pathlib.Path,
+    gates: Callable[[str], Gate],
+) -> None:
+    """Jobs run two at a time, each free slot going to the oldest job.
+
+    The order is checked on what the manager decides (which job it makes
+    EXECUTING when a slot frees up), not on times taken inside the jobs,
+    which need not follow the launch order on a busy machine.
+    """
+    add_job_types(job_types_dir)
     config = ManagerConfig(state_dir=tmp_path / "state", max_concurrent=2)
     spans = tmp_path / "spans.txt"
-    async with make_started_manager(config) as manager:
+    async with make_manager(config, job_types_dir) as manager:
+        recorder = PhaseRecorder(manager)
+        manager.add_listener(recorder)
+        job_gates = [gates(f"j{i}") for i in range(5)]
         jobs = [
             await manager.submit(
-                "span", {"path": str(spans), "seconds": 0.3, "label": f"j{i}"}
+                "gated", {"path": str(spans), "label": f"j{i}", "gate": str(gate.path)}
             )
-            for i in range(5)
+            for i, gate in enumerate(job_gates)
         ]
-        ended = [await finish(manager, job.job_id) for job in jobs]
-    assert all(job.phase == Phase.COMPLETED for job in ended)
+        for i in range(5):
+            if i == 0:
+                for job, gate in zip(jobs[:2], job_gates[:2]):
+                    await gate.hold()
+                    await wait_phase(manager, job.job_id, Phase.EXECUTING)
+            elif i + 1 < 5:
+                # The slot job i-1 freed went to job i+1, the oldest waiting.
+                await job_gates[i + 1].hold()
+                await wait_phase(manager, jobs[i + 1].job_id, Phase.EXECUTING)
+            phases = [(await manager.get_job(job.job_id)).phase for job in jobs[i:]]
+            running = min(2, 5 - i)
+            assert phases == [Phase.EXECUTING] * running + [Phase.QUEUED] * (
+                5 - i - running
+            )
+            job_gates[i].release()
+            assert (await finish(manager, jobs[i].job_id)).phase == Phase.COMPLETED
+
+    ids = [job.job_id for job in jobs]
+    started = [job_id for job_id, phase in recorder.seen if phase == Phase.EXECUTING]
+    # The first two were dispatched together; either may be journaled first.
+    assert sorted(started[:2]) == sorted(ids[:2])
+    assert started[2:] == ids[2:]
     recorded = read_spans(spans)
-    assert len(recorded) == 5
+    assert sorted(recorded) == [f"j{i}" for i in range(5)]
     assert max_overlap(list(recorded.values())) == 2
-    # FIFO: the manager starts jobs in submission order.
-    by_start = sorted(ended, key=lambda job: job.start_time)
-    assert [job.job_id for job in by_start] == [job.job_id for job in jobs]
 
 
 async def test_type_limit_does_not_block_others(
-    tmp_path: pathlib.Path, make_started_manager
+    tmp_path: pathlib.Path,
+    job_types_dir: pathlib.Path,
+    gates: Callable[[str], Gate],
 ) -> None:
+    add_job_types(job_types_dir)
     config = ManagerConfig(state_dir=tmp_path / "state", max_concurrent=3)
     spans = tmp_path / "spans.txt"
-    async with make_started_manager(config) as manager:
+    async with make_manager(config, job_types_dir) as manager:
+        limited_gates = [gates(f"limited{i}") for i in range(3)]
         limited = [
             await manager.submit(
-                "limited", {"path": str(spans), "seconds": 0.5, "label": f"limited{i}"}
+                "gated_limited",
+                {"path": str(spans), "label": f"limited{i}", "gate": str(gate.path)},
             )
-            for i in range(3)
+            for i, gate in enumerate(limited_gates)
         ]
         others = [
             await manager.submit("span", {"path": str(spans), "label": f"other{i}"})
             for i in range(2)
         ]
-        ended = {
-            job.job_id: await finish(manager, job.job_id) for job in limited + others
-        }
-    assert all(job.phase == Phase.COMPLETED for job in ended.values())
+        await limited_gates[0].hold()
+        # Jobs of another type queued behind the blocked ones run and end
+        # while the first of the limited type still runs.
+        for job in others:
+            assert (await finish(manager, job.job_id)).phase == Phase.COMPLETED
+        for job, phase in zip(limited, [Phase.EXECUTING, Phase.QUEUED, Phase.QUEUED]):
+            assert (await manager.get_job(job.job_id)).phase == phase
+        for i, job in enumerate(limited):
+            if i > 0:
+                await limited_gates[i].hold()
+            limited_gates[i].release()
+            assert (await finish(manager, job.job_id)).phase == Phase.COMPLETED
+
     recorded = read_spans(spans)
     limited_spans = [recorded[f"limited{i}"] for i in range(3)]
     assert max_overlap(limited_spans) == 1
-    # Jobs of another type queued behind the blocked ones started at once,
-    # not after them.
-    blocked = ended[limited[1].job_id]
-    for job in others:
-        assert ended[job.job_id].start_time < blocked.start_time
+    assert sorted(recorded) == ["limited0", "limited1", "limited2", "other0", "other1"]
 
 
-async def test_log_limit(tmp_path: pathlib.Path, make_started_manager) -> None:
+async def test_log_limit(
+    tmp_path: pathlib.Path, make_started_manager: MakeManager
+) -> None:
     config = ManagerConfig(state_dir=tmp_path / "state", log_limit=1000)
     async with make_started_manager(config) as manager:
         job = await manager.submit("noise", {"size": 5000})
@@ -406,7 +690,7 @@ async def test_bad_input_leaves_journal_unchanged(
     existing = await manager.submit("exit_code", {"code": 0}, job_id="keep-me")
     await finish(manager, existing.job_id)
     before = await manager.list_jobs(limit=1000)
-    bad_requests = [
+    bad_requests: list[tuple[type[Exception], dict[str, Any]]] = [
         (UnknownJobTypeError, dict(type_name="nope", parameters={})),
         (ParameterError, dict(type_name="exit_code", parameters={"code": 999})),
         (ParameterError, dict(type_name="exit_code", parameters={"code": "1"})),
@@ -481,7 +765,9 @@ async def test_delete(manager: JobManager) -> None:
         await manager.delete(job.job_id)
 
 
-async def test_retention_purge(tmp_path: pathlib.Path, make_started_manager) -> None:
+async def test_retention_purge(
+    tmp_path: pathlib.Path, make_started_manager: MakeManager
+) -> None:
     config = ManagerConfig(state_dir=tmp_path / "state", retention=0.3)
     with log_events("purged") as purged:
         async with make_started_manager(config) as manager:
@@ -574,7 +860,9 @@ async def test_caller_job_id_and_paths(manager: JobManager) -> None:
 
 
 async def test_close_and_restart_readopts(
-    tmp_path: pathlib.Path, manager_config: ManagerConfig, make_started_manager
+    tmp_path: pathlib.Path,
+    manager_config: ManagerConfig,
+    make_started_manager: MakeManager,
 ) -> None:
     gate = tmp_path / "gate"
     os.mkfifo(gate)
@@ -640,7 +928,7 @@ async def test_unknown_runner_and_dropped_type(
 
 
 async def test_pending_job_in_journal_is_queued_at_start(
-    manager_config: ManagerConfig, make_started_manager
+    manager_config: ManagerConfig, make_started_manager: MakeManager
 ) -> None:
     journal = Journal(manager_config.state_dir / "ocps.sqlite3")
     await journal.open()
@@ -681,3 +969,344 @@ async def test_output_globs_stay_inside_the_work_dir(
         done = await finish(manager, job.job_id)
     assert done.phase == Phase.COMPLETED
     assert [result.id for result in done.results] == ["in.txt"]
+
+
+def result_schema() -> dict[str, Any]:
+    """The OpenAPI ``Result`` schema, resolvable on its own."""
+    schemas = yaml.safe_load(OPENAPI_PATH.read_text())["components"]["schemas"]
+    return schemas["Result"]
+
+
+async def run_declare(
+    manager: JobManager, tmp_path: pathlib.Path, content: Any, code: int = 0
+) -> Job:
+    """Run a job whose result file is ``content`` as JSON."""
+    source = tmp_path / f"declared-{code}.json"
+    source.write_text(json.dumps(content))
+    job = await manager.submit("declare", {"source": str(source), "code": code})
+    return await finish(manager, job.job_id)
+
+
+async def test_result_file_results_and_error(
+    tmp_path: pathlib.Path,
+    job_types_dir: pathlib.Path,
+    manager_config: ManagerConfig,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    add_job_types(job_types_dir)
+    dataset = {
+        "id": "0a1b2c",
+        "uri": "file:///repo/u/ocps/x/run/bias_1.fits",
+        "size": 2880,
+        "datasetType": "bias",
+        "dataId": {"instrument": "LATISS", "detector": 1},
+        "run": "u/ocps/x/run",
+    }
+    minimal = {"id": "s3-object", "uri": "s3://bucket/key", "mimeType": None}
+    invalid = [
+        "not an object",
+        {"uri": "file:///no/id"},
+        {"id": "no-uri"},
+        {"id": "null-uri", "uri": None},
+        {"id": "bad-size", "uri": "file:///x", "size": -1},
+        {"id": "bool-size", "uri": "file:///x", "size": True},
+        {"id": "bad-mime", "uri": "file:///x", "mimeType": 3},
+        {"id": "0a1b2c", "uri": "file:///same/id/again"},
+    ]
+    content = {
+        "results": [dataset, *invalid, minimal],
+        "error": {"message": "bias level out of range"},
+        "other": [1, 2],
+    }
+    with caplog.at_level(logging.WARNING, logger="ocps"):
+        async with make_manager(manager_config, job_types_dir) as manager:
+            done = await run_declare(manager, tmp_path, content, code=3)
+            stored = await manager.journal.get(done.job_id)
+            fetched = await manager.get_job(done.job_id)
+
+    assert done.phase == Phase.ERROR and done.exit_code == 3
+    assert done.error_summary is not None
+    assert done.error_summary.message == "bias level out of range (exit code 3)"
+    # Valid entries became results, with their extra keys as details.
+    assert done.results == [
+        JobResult(
+            id="0a1b2c",
+            uri="file:///repo/u/ocps/x/run/bias_1.fits",
+            size=2880,
+            details={
+                "datasetType": "bias",
+                "dataId": {"instrument": "LATISS", "detector": 1},
+                "run": "u/ocps/x/run",
+            },
+        ),
+        JobResult(id="s3-object", uri="s3://bucket/key"),
+    ]
+    assert done.results[0].to_dict() == {"mimeType": None, **dataset}
+    assert list(done.results[0].to_dict())[:4] == ["id", "uri", "size", "mimeType"]
+    # The rest of the result file is kept, with the entries not taken.
+    assert done.job_info["result"] == {
+        "results": invalid,
+        "error": {"message": "bias level out of range"},
+        "other": [1, 2],
+    }
+    assert stored == done == fetched
+    for result in done.results:
+        jsonschema.Draft202012Validator(result_schema()).validate(result.to_dict())
+
+    lines = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+    prefix = f"job_id={done.job_id} ignored result entry"
+    assert [line.split(":")[0] for line in lines] == [
+        f"{prefix} {index}" for index in range(1, len(invalid) + 1)
+    ]
+    assert "is a string, not an object" in lines[0]
+    assert "'size' must be an integer >= 0 or null" in lines[4]
+    assert "has id '0a1b2c', which another result has" in lines[7]
+
+
+async def test_result_file_limits_and_bad_shapes(
+    tmp_path: pathlib.Path,
+    job_types_dir: pathlib.Path,
+    manager_config: ManagerConfig,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    add_job_types(job_types_dir)
+    monkeypatch.setattr(job_manager_module, "MAX_DECLARED_RESULTS", 20)
+    # 12 bad entries, 8 good ones, then 2 beyond the limit.
+    bad = list(range(12))
+    good = [{"id": f"r{i}", "uri": f"file:///r/{i}"} for i in range(10)]
+    with caplog.at_level(logging.WARNING, logger="ocps"):
+        async with make_manager(manager_config, job_types_dir) as manager:
+            capped = await run_declare(manager, tmp_path, {"results": bad + good})
+            not_list = await run_declare(
+                manager, tmp_path, {"results": {"id": "a"}, "error": "text"}, code=4
+            )
+            succeeded = await run_declare(
+                manager, tmp_path, {"error": {"message": "only a warning"}}
+            )
+
+    assert capped.phase == Phase.COMPLETED
+    assert [result.id for result in capped.results] == [f"r{i}" for i in range(8)]
+    assert capped.job_info["result"] == {"results": bad + good[8:]}
+    lines = [r.getMessage() for r in caplog.records if capped.job_id in r.getMessage()]
+    prefix = f"job_id={capped.job_id} ignored result entr"
+    assert len(lines) == 11 and all(line.startswith(prefix) for line in lines)
+    assert lines[-1].endswith("ignored result entries: 3 more not logged")
+
+    # A "results" that is no list, and an "error" without a message, are
+    # left alone; the summary is the process's.
+    assert not_list.results == []
+    assert not_list.job_info["result"] == {"results": {"id": "a"}, "error": "text"}
+    assert not_list.error_summary is not None
+    assert not_list.error_summary.message == "process exited with code 4"
+    messages = [r.getMessage() for r in caplog.records]
+    assert (
+        f"job_id={not_list.job_id} ignored result entries: "
+        "'results' is an object, not an array" in messages
+    )
+    assert (
+        f"job_id={not_list.job_id} ignored result error: "
+        "must be an object with a non-empty string 'message'" in messages
+    )
+
+    # An error message of a job that exits 0 changes nothing.
+    assert succeeded.phase == Phase.COMPLETED
+    assert succeeded.error_summary is None
+    assert succeeded.job_info["result"] == {"error": {"message": "only a warning"}}
+
+
+def test_result_details_never_replace_standard_keys() -> None:
+    result = JobResult(
+        id="a", uri="file:///a", details={"id": "b", "size": 5, "band": "g"}
+    )
+    assert result.to_dict() == {
+        "id": "a",
+        "uri": "file:///a",
+        "size": None,
+        "mimeType": None,
+        "band": "g",
+    }
+    assert JobResult.from_dict(result.to_dict()) == JobResult(
+        id="a", uri="file:///a", details={"band": "g"}
+    )
+
+
+@pytest.mark.parametrize(
+    "path_prefix, type_name",
+    [("/usr/bin:/bin", "interpreter"), (None, "interpreter"), (None, "own_path")],
+)
+async def test_jobs_find_the_ocps_python_first(
+    job_types_dir: pathlib.Path,
+    manager_config: ManagerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    path_prefix: str | None,
+    type_name: str,
+) -> None:
+    """A job running ``python3`` gets the interpreter that runs OCPS.
+
+    Checked with a server ``PATH`` without that interpreter's directory,
+    with one that has it first already (left as it is), and with a job
+    type that sets its own ``PATH``.
+    """
+    add_job_types(job_types_dir)
+    python_dir = os.path.dirname(sys.executable)
+    server_path = (
+        path_prefix if path_prefix is not None else f"{python_dir}:/usr/bin:/bin"
+    )
+    monkeypatch.setenv("PATH", server_path)
+    async with make_manager(manager_config, job_types_dir) as manager:
+        job = await manager.submit(type_name, {})
+        done = await finish(manager, job.job_id)
+    assert done.phase == Phase.COMPLETED, done.error_summary
+    found = done.job_info["result"]
+    path = found["path"]
+    if type_name == "own_path":
+        assert path == "/usr/bin:/bin"
+        return
+    assert path == f"{python_dir}:/usr/bin:/bin"
+    assert os.path.dirname(found["executable"]) == python_dir
+    assert found["prefix"] == sys.prefix
+
+
+@pytest.mark.parametrize(
+    "error, error_type, message",
+    [
+        (
+            lambda: SlurmUnavailableError("sbatch: cannot reach the controller"),
+            ErrorType.TRANSIENT,
+            "sbatch: cannot reach the controller",
+        ),
+        (
+            lambda: type("Unreachable", (RuntimeError,), {"transient": True})("down"),
+            ErrorType.TRANSIENT,
+            "down",
+        ),
+        (lambda: OSError("submission refused"), ErrorType.FATAL, "submission refused"),
+    ],
+)
+async def test_launch_errors(
+    job_types_dir: pathlib.Path,
+    manager_config: ManagerConfig,
+    error: Callable[[], Exception],
+    error_type: ErrorType,
+    message: str,
+) -> None:
+    add_job_types(job_types_dir)
+    runner = UnreachableRunner(error)
+    async with make_manager(
+        manager_config, job_types_dir, runners={runner.name: runner}
+    ) as manager:
+        recorder = PhaseRecorder(manager)
+        manager.add_listener(recorder)
+        job = await manager.submit("unreachable", {})
+        done = await finish(manager, job.job_id)
+    assert done.phase == Phase.ERROR
+    assert done.error_summary is not None
+    assert done.error_summary.type == error_type
+    assert done.error_summary.message == f"could not start the job: {message}"
+    assert done.start_time is None and done.runner_state == {}
+    assert recorder.phases(job.job_id) == [Phase.QUEUED, Phase.ERROR]
+
+
+async def test_killed_by_a_signal_outside_the_enum(
+    job_types_dir: pathlib.Path, manager_config: ManagerConfig
+) -> None:
+    # 53 is a valid (real-time) signal but no member of signal.Signals.
+    assert 53 in signal.valid_signals()
+    with pytest.raises(ValueError):
+        signal.Signals(53)
+    add_job_types(job_types_dir)
+    async with make_manager(manager_config, job_types_dir) as manager:
+        job = await manager.submit("self_signal", {})
+        done = await finish(manager, job.job_id)
+    assert (done.phase, done.exit_code) == (Phase.ERROR, -53)
+    assert done.error_summary is not None
+    rt_offset = 53 - signal.SIGRTMIN
+    assert done.error_summary.message == (
+        f"process killed by signal 53 (SIGRTMIN+{rt_offset})"
+    )
+
+
+@pytest.mark.parametrize(
+    "number, name",
+    [(15, "SIGTERM"), (signal.SIGRTMIN, "SIGRTMIN"), (signal.SIGRTMAX, "SIGRTMAX")],
+)
+def test_signal_names(number: int, name: str) -> None:
+    outcome = RunOutcome(RunStatus.EXITED, -number)
+    phase, error = job_manager_module._outcome_phase(outcome)
+    assert phase == Phase.ERROR and error is not None
+    assert error.message == f"process killed by signal {number} ({name})"
+
+
+@pytest.mark.parametrize(
+    "ending, phases, exit_code, message",
+    [
+        pytest.param(
+            "abort",
+            [Phase.QUEUED, Phase.ABORTED],
+            None,
+            "job aborted before it ran",
+            id="aborted-while-queued",
+        ),
+        pytest.param(
+            RunOutcome(RunStatus.EXITED, None, "launch failed"),
+            [Phase.QUEUED, Phase.ERROR],
+            None,
+            "process ended without an exit code (launch failed)",
+            id="failed-while-queued",
+        ),
+        pytest.param(
+            RunOutcome(RunStatus.EXITED, 0),
+            [Phase.QUEUED, Phase.EXECUTING, Phase.COMPLETED],
+            0,
+            None,
+            id="ran-between-polls",
+        ),
+        pytest.param(
+            "run",
+            [Phase.QUEUED, Phase.EXECUTING, Phase.ABORTED],
+            -signal.SIGTERM,
+            "job aborted while executing",
+            id="aborted-while-running",
+        ),
+    ],
+)
+async def test_batch_job_ending_in_the_queue(
+    job_types_dir: pathlib.Path,
+    manager_config: ManagerConfig,
+    ending: str | RunOutcome,
+    phases: list[ExecutionPhase],
+    exit_code: int | None,
+    message: str | None,
+) -> None:
+    """A batch job that ends before it runs never shows EXECUTING.
+
+    One that ends with an exit code before it was seen running did run.
+    """
+    add_job_types(job_types_dir)
+    runner = QueuedBatchRunner()
+    async with make_manager(
+        manager_config, job_types_dir, runners={runner.name: runner}
+    ) as manager:
+        recorder = PhaseRecorder(manager)
+        manager.add_listener(recorder)
+        job = await manager.submit("queued_batch", {})
+        assert await asyncio.wait_for(runner.launched.get(), STD_TIMEOUT) == job.job_id
+        if ending == "run":
+            runner.run(job.job_id)
+            await wait_phase(manager, job.job_id, Phase.EXECUTING)
+            done = await manager.abort(job.job_id)
+        elif ending == "abort":
+            done = await manager.abort(job.job_id)
+        else:
+            assert isinstance(ending, RunOutcome)
+            runner.end(job.job_id, ending)
+            done = await finish(manager, job.job_id)
+    assert recorder.phases(job.job_id) == phases
+    assert done.exit_code == exit_code
+    assert (done.start_time is not None) == (Phase.EXECUTING in phases)
+    if message is None:
+        assert done.error_summary is None
+    else:
+        assert done.error_summary is not None
+        assert done.error_summary.message == message

@@ -72,7 +72,11 @@ def full_job() -> Job:
         error_summary=ErrorSummary("process killed", ErrorType.TRANSIENT),
         results=[
             JobResult("a", "file:///tmp/a.txt", 12, "text/plain"),
-            JobResult("b", "s3://b"),
+            JobResult(
+                "b",
+                "s3://b",
+                details={"datasetType": "bias", "dataId": {"detector": 1}},
+            ),
         ],
         prereq_jobs=["p1", "p2"],
         prereq_success=True,

@@ -363,23 +363,33 @@ def test_job_report_limits_size() -> None:
 
 
 def test_job_report_lists_datasets() -> None:
+    """Results carry their details; jobInfo is not read for results."""
     job = make_job(ExecutionPhase.COMPLETED, 0)
-    job.job_info = {
-        "result": {
-            "results": [
-                {
-                    "id": "abc",
-                    "uri": "file:///repo/u/ocps/x/run/verifyBiasStats_1.json",
-                    "datasetType": "verifyBiasStats",
-                    "dataId": {"detector": 1},
-                },
-                {"id": "no-uri", "uri": None},
-                "junk",
-            ]
-        }
-    }
-    results = make_job_report(job).result["results"]
-    assert [r["id"] for r in results] == ["output.out", "abc"]
-    assert results[1]["datasetType"] == "verifyBiasStats"
-    assert results[1]["dataId"] == {"detector": 1}
-    assert "verifyBiasStats" in results[1]["uri"]
+    job.results.append(
+        JobResult(
+            id="abc",
+            uri="file:///repo/u/ocps/x/run/verifyBiasStats_1.json",
+            size=120,
+            details={"datasetType": "verifyBiasStats", "dataId": {"detector": 1}},
+        )
+    )
+    # Entries the job manager did not take stay in jobInfo, and only there.
+    job.job_info = {"result": {"results": [{"id": "no-uri", "uri": None}]}}
+    result = json.loads(make_job_report(job).result_text)
+    assert result["results"] == [
+        {
+            "id": "output.out",
+            "uri": "file:///tmp/output.out",
+            "size": None,
+            "mimeType": None,
+        },
+        {
+            "id": "abc",
+            "uri": "file:///repo/u/ocps/x/run/verifyBiasStats_1.json",
+            "size": 120,
+            "mimeType": None,
+            "datasetType": "verifyBiasStats",
+            "dataId": {"detector": 1},
+        },
+    ]
+    assert result["jobInfo"] == job.job_info

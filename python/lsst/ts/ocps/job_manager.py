@@ -19,7 +19,44 @@
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
-"""The job manager: accepts, schedules, runs, recovers and purges jobs."""
+"""The job manager: accepts, schedules, runs, recovers and purges jobs.
+
+A job runs in its own work dir with an environment made of the server's
+`BASE_ENV_NAMES`, then the job type's ``environment``, then
+``OCPS_JOB_ID``, ``OCPS_WORK_DIR`` and ``OCPS_RESULT_FILE``. Jobs find
+the Python that runs OCPS first on ``PATH``: the directory of
+`sys.executable` is put in front of the server's ``PATH`` (unless it is
+first already), so that a job type running ``python3`` gets the
+interpreter, and the packages, of OCPS even when OCPS was started from a
+virtual environment that was never activated. A job type that sets
+``PATH`` in its own environment replaces all of that.
+
+A job may write a JSON object to the file named by ``OCPS_RESULT_FILE``;
+when the job ends the object becomes ``jobInfo["result"]``. Two of its
+keys mean the same to every job type:
+
+``results``
+    A list of results the job made outside its output globs, e.g.
+    Butler datasets. Each entry is an object with a string ``id``, unique
+    within the job, and a string ``uri``, and optionally ``size`` (bytes,
+    an integer >= 0 or null) and ``mimeType`` (a string or null). Any
+    other keys of an entry (the pipetask job writes ``datasetType``,
+    ``dataId`` and ``run``) are kept as the result's details and
+    published next to the standard keys. Valid entries are moved out of
+    ``jobInfo["result"]`` into the job's results, after the files that
+    match the job type's ``output_globs``; at most
+    `MAX_DECLARED_RESULTS` are taken. An entry that is not valid, whose
+    id is taken, or that is beyond that limit is logged as
+    ``job_id=... ignored result entry ...`` and left in
+    ``jobInfo["result"]["results"]``, so nothing the job wrote is lost.
+``error``
+    An object with a string ``message`` saying why the job failed. If
+    the job's process exits with a non-zero code, the job's
+    ``errorSummary.message`` is ``"<message> (exit code N)"`` instead of
+    ``"process exited with code N"``. The key stays in
+    ``jobInfo["result"]``; messages longer than `MAX_ERROR_MESSAGE`
+    characters are cut in the summary.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +64,8 @@ __all__ = [
     "BASE_ENV_NAMES",
     "JOB_ID_PATTERN",
     "LOST_MESSAGE",
+    "MAX_DECLARED_RESULTS",
+    "MAX_ERROR_MESSAGE",
     "RESULT_FILE_NAME",
     "JobListener",
     "JobManager",
@@ -47,6 +86,7 @@ import pathlib
 import re
 import shutil
 import signal
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -55,7 +95,9 @@ from . import triggers
 from .exceptions import JobNotFoundError, JobStateError, ParameterError
 from .journal import JOURNAL_FILE_NAME, Journal
 from .models import (
+    JOB_RESULT_KEYS,
     ErrorSummary,
+    ErrorType,
     ExecutionPhase,
     Job,
     JobResult,
@@ -78,6 +120,19 @@ RESULT_FILE_NAME = "result.json"
 
 LOST_MESSAGE = "job process lost during a restart of OCPS"
 """Error message of a job whose process cannot be found after a restart."""
+
+MAX_DECLARED_RESULTS = 10_000
+"""Most ``results`` entries of a result file that become job results.
+
+The job, its journal row and the CSC's report all carry every result; a
+job that lists more should publish an index file as one result instead.
+"""
+
+MAX_ERROR_MESSAGE = 4000
+"""Most characters of a result file's ``error`` message in a summary."""
+
+_MAX_LOGGED_ENTRIES = 10
+"""Ignored ``results`` entries logged one by one; the rest are counted."""
 
 _LOGGED_STATE = ("pid", "batch_job_id", "slurm_job_id")
 
@@ -709,51 +764,115 @@ class JobManager:
             # the window is one journal write wide.
             try:
                 state = await runner.launch(spec)
-            except OSError as e:
-                message = f"could not start the job: {e.strerror or e}"
-                await self._end(job, ExecutionPhase.ERROR, error=ErrorSummary(message))
+            except Exception as e:
+                # A runner marks a failure that may pass (e.g. a batch
+                # controller out of reach) with a true "transient".
+                transient = bool(getattr(e, "transient", False))
+                if not transient and not isinstance(e, OSError):
+                    raise
+                reason = (e.strerror if isinstance(e, OSError) else None) or e
+                error = ErrorSummary(
+                    f"could not start the job: {reason}",
+                    ErrorType.TRANSIENT if transient else ErrorType.FATAL,
+                )
+                await self._end(job, ExecutionPhase.ERROR, error=error)
                 return
             await self._change(
                 job, runner_state={"runner": runner.name, "state": state}
             )
-
-        await runner.wait_started(job_id, state)
-        async with self._lock(job_id):
-            await self._change(job, phase=ExecutionPhase.EXECUTING, start_time=_now())
-            details = " ".join(
-                f"{key}={value}" for key, value in state.items() if key in _LOGGED_STATE
-            )
-            self.log.info(f"job_id={job_id} started runner={runner.name} {details}")
-            await self._announce(job)
-        await self._finish(job, runner, state)
+        await self._follow(job, runner, state)
 
     async def _resume(self, job: Job, runner: Runner) -> None:
-        """Wait for a re-attached job's end, marking it EXECUTING first."""
-        state = job.runner_state["state"]
-        if job.phase is not ExecutionPhase.EXECUTING:
-            await runner.wait_started(job.job_id, state)
-            async with self._lock(job.job_id):
-                await self._change(
-                    job, phase=ExecutionPhase.EXECUTING, start_time=_now()
-                )
-                self.log.info(f"job_id={job.job_id} started runner={runner.name}")
-                await self._announce(job)
-        await self._finish(job, runner, state)
+        """Follow a re-attached job to its end."""
+        await self._follow(job, runner, job.runner_state["state"])
 
-    async def _finish(self, job: Job, runner: Runner, state: dict[str, Any]) -> None:
-        outcome = await runner.wait_finished(job.job_id, state)
+    async def _follow(self, job: Job, runner: Runner, state: dict[str, Any]) -> None:
+        """Mark a launched job EXECUTING once it runs, then record its end.
+
+        A batch job may end without having run, e.g. when it is aborted
+        or fails while it waits in the batch queue; its runner then
+        reports the start and the end at once. Such a job is never
+        announced EXECUTING and gets no start time: not when an abort
+        was requested, nor when its run is over by the time the start is
+        reported and it left no exit code.
+        """
+        job_id = job.job_id
+        finished = asyncio.create_task(runner.wait_finished(job_id, state))
+        try:
+            if job.phase is not ExecutionPhase.EXECUTING:
+                await self._wait_started(runner, job_id, state, finished)
+                async with self._lock(job_id):
+                    never_ran = finished.done() and (
+                        finished.exception() is not None
+                        or finished.result().exit_code is None
+                    )
+                    if job_id not in self._abort_requested and not never_ran:
+                        await self._change(
+                            job, phase=ExecutionPhase.EXECUTING, start_time=_now()
+                        )
+                        details = "".join(
+                            f" {key}={value}"
+                            for key, value in state.items()
+                            if key in _LOGGED_STATE
+                        )
+                        self.log.info(
+                            f"job_id={job_id} started runner={runner.name}{details}"
+                        )
+                        await self._announce(job)
+            outcome = await finished
+        finally:
+            finished.cancel()
+            await asyncio.gather(finished, return_exceptions=True)
+        await self._finish(job, outcome)
+
+    @staticmethod
+    async def _wait_started(
+        runner: Runner,
+        job_id: str,
+        state: dict[str, Any],
+        finished: asyncio.Task[RunOutcome],
+    ) -> None:
+        """Wait until the runner says the job started or ``finished`` is
+        done; raise what ``wait_started`` raised."""
+        started = asyncio.create_task(runner.wait_started(job_id, state))
+        try:
+            await asyncio.wait({started, finished}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            started.cancel()
+            await asyncio.gather(started, return_exceptions=True)
+        if not started.cancelled():
+            error = started.exception()
+            if error is not None:
+                raise error
+
+    async def _finish(self, job: Job, outcome: RunOutcome) -> None:
+        """Collect the ended job's results and record its terminal phase."""
         job_type = self.job_types.get(job.type)
         globs = [] if job_type is None else job_type.output_globs
         work_dir = self.work_dir(job.job_id)
-        if globs:
-            # Globbing a big output tree may take a while: off the loop.
+        if globs or (work_dir / RESULT_FILE_NAME).exists():
+            # Globbing a big output tree, or reading a big result file,
+            # may take a while: off the loop.
             loop = asyncio.get_running_loop()
-            job_info, results = await loop.run_in_executor(
+            job_info, results, ignored = await loop.run_in_executor(
                 None, _collect_outputs, work_dir, globs
             )
         else:
-            job_info, results = _collect_outputs(work_dir, globs)
-        phase, error = _outcome_phase(outcome)
+            job_info, results, ignored = _collect_outputs(work_dir, globs)
+        for line in ignored[:_MAX_LOGGED_ENTRIES]:
+            self.log.warning(f"job_id={job.job_id} ignored {line}")
+        if len(ignored) > _MAX_LOGGED_ENTRIES:
+            more = len(ignored) - _MAX_LOGGED_ENTRIES
+            self.log.warning(
+                f"job_id={job.job_id} ignored result entries: {more} more not logged"
+            )
+
+        message, problem = _declared_error(job_info)
+        if problem is not None:
+            self.log.warning(f"job_id={job.job_id} ignored result error: {problem}")
+        phase, error = _outcome_phase(outcome, message)
+        if phase is ExecutionPhase.ABORTED and job.start_time is None:
+            error = ErrorSummary("job aborted before it ran")
         async with self._lock(job.job_id):
             await self._end(
                 job,
@@ -768,6 +887,7 @@ class JobManager:
         work_dir = self.work_dir(job.job_id)
         work_dir.mkdir(exist_ok=True)
         env = {name: os.environ[name] for name in BASE_ENV_NAMES if name in os.environ}
+        env["PATH"] = _python_first_on_path(env.get("PATH"))
         env.update(job_type.render_environment(job.parameters))
         env.update(
             OCPS_JOB_ID=job.job_id,
@@ -957,7 +1077,10 @@ def _copy_job(job: Job) -> Job:
         job,
         parameters=copy.deepcopy(job.parameters),
         error_summary=None if error is None else dataclasses.replace(error),
-        results=[dataclasses.replace(result) for result in job.results],
+        results=[
+            dataclasses.replace(result, details=copy.deepcopy(result.details))
+            for result in job.results
+        ],
         prereq_jobs=list(job.prereq_jobs),
         wait_for=list(job.wait_for),
         job_info=copy.deepcopy(job.job_info),
@@ -970,8 +1093,61 @@ def _check_seconds(name: str, value: Any) -> None:
         raise ParameterError(f"{name}={value!r} must be a number of seconds >= 0")
 
 
-def _outcome_phase(outcome: RunOutcome) -> tuple[ExecutionPhase, ErrorSummary | None]:
-    """Map how a run ended to the job's terminal phase and error."""
+def _python_first_on_path(path: str | None) -> str:
+    """Return ``path`` with the directory of the running Python first.
+
+    Parameters
+    ----------
+    path : `str` or `None`
+        The server's ``PATH``; None if it has none (then the default
+        search path follows).
+
+    Returns
+    -------
+    path : `str`
+        ``path`` itself if that directory is first already.
+    """
+    entries = (os.defpath if path is None else path).split(os.pathsep)
+    python_dir = os.path.dirname(sys.executable)
+    if python_dir and entries[0] != python_dir:
+        entries.insert(0, python_dir)
+    return os.pathsep.join(entries)
+
+
+def _signal_name(number: int) -> str:
+    """Return the name of a signal, e.g. SIGTERM or SIGRTMIN+19; "?" if
+    it has none."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        pass
+    # Real-time signals other than the first and last are no members of
+    # signal.Signals.
+    if signal.SIGRTMIN < number < signal.SIGRTMAX:
+        return f"SIGRTMIN+{number - signal.SIGRTMIN}"
+    return "?"
+
+
+def _outcome_phase(
+    outcome: RunOutcome, job_message: str | None = None
+) -> tuple[ExecutionPhase, ErrorSummary | None]:
+    """Map how a run ended to the job's terminal phase and error.
+
+    Parameters
+    ----------
+    outcome : `RunOutcome`
+        How the run ended.
+    job_message : `str` or `None`
+        Why the job says it failed (its result file's ``error``); used
+        for an exit with a failure code.
+
+    Returns
+    -------
+    phase : `ExecutionPhase`
+        The terminal phase.
+    error : `ErrorSummary` or `None`
+        Why the job did not complete; None if it did.
+    """
     detail = f" ({outcome.message})" if outcome.message else ""
     if outcome.status is RunStatus.EXITED:
         code = outcome.exit_code
@@ -980,10 +1156,10 @@ def _outcome_phase(outcome: RunOutcome) -> tuple[ExecutionPhase, ErrorSummary | 
         if code is None:
             message = f"process ended without an exit code{detail}"
         elif code < 0:
-            name = (
-                signal.Signals(-code).name if -code in signal.valid_signals() else "?"
-            )
+            name = _signal_name(-code)
             message = f"process killed by signal {-code} ({name}){detail}"
+        elif job_message:
+            message = f"{job_message} (exit code {code}){detail}"
         else:
             message = f"process exited with code {code}{detail}"
         return ExecutionPhase.ERROR, ErrorSummary(message)
@@ -994,9 +1170,130 @@ def _outcome_phase(outcome: RunOutcome) -> tuple[ExecutionPhase, ErrorSummary | 
     return ExecutionPhase.ERROR, ErrorSummary(outcome.message or LOST_MESSAGE)
 
 
+def _declared_error(job_info: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """Find the job's own failure message in its result file.
+
+    Returns
+    -------
+    message : `str` or `None`
+        ``error.message`` of the result JSON, stripped and cut to
+        `MAX_ERROR_MESSAGE` characters; None if there is none.
+    problem : `str` or `None`
+        Why an ``error`` that is there cannot be used; None if it can.
+    """
+    result = job_info.get("result")
+    if not isinstance(result, dict) or "error" not in result:
+        return None, None
+    error = result["error"]
+    message = error.get("message") if isinstance(error, dict) else None
+    if not isinstance(message, str) or not message.strip():
+        return None, "must be an object with a non-empty string 'message'"
+    message = message.strip()
+    if len(message) > MAX_ERROR_MESSAGE:
+        message = message[: MAX_ERROR_MESSAGE - 3] + "..."
+    return message, None
+
+
+def _json_type(value: Any) -> str:
+    """Name the JSON type of a parsed JSON value, with an article."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object" if isinstance(value, dict) else "null"
+
+
+def _declared_result(entry: Any, taken: Collection[str]) -> JobResult | str:
+    """Make a job result of a ``results`` entry of the result JSON.
+
+    Parameters
+    ----------
+    entry : `typing.Any`
+        The entry.
+    taken : `collections.abc.Collection` [`str`]
+        Ids of the job's results so far.
+
+    Returns
+    -------
+    result : `JobResult` or `str`
+        The result, or why the entry is not valid.
+    """
+    if not isinstance(entry, dict):
+        return f"is {_json_type(entry)}, not an object"
+    result_id = entry.get("id")
+    uri = entry.get("uri")
+    size = entry.get("size")
+    mime_type = entry.get("mimeType")
+    if not isinstance(result_id, str) or not result_id:
+        return "needs a non-empty string 'id'"
+    if result_id in taken:
+        return f"has id {result_id!r}, which another result has"
+    if not isinstance(uri, str) or not uri:
+        return f"id={result_id!r} needs a non-empty string 'uri'"
+    if size is not None and (
+        isinstance(size, bool) or not isinstance(size, int) or size < 0
+    ):
+        return f"id={result_id!r}: 'size' must be an integer >= 0 or null"
+    if mime_type is not None and not isinstance(mime_type, str):
+        return f"id={result_id!r}: 'mimeType' must be a string or null"
+    details = {key: value for key, value in entry.items() if key not in JOB_RESULT_KEYS}
+    return JobResult(
+        id=result_id, uri=uri, size=size, mime_type=mime_type, details=details
+    )
+
+
+def _take_declared_results(
+    job_info: dict[str, Any], results: list[JobResult]
+) -> list[str]:
+    """Move the valid ``results`` entries of the result JSON to ``results``.
+
+    Entries not taken stay in ``job_info["result"]["results"]``; the key
+    is removed if there are none.
+
+    Returns
+    -------
+    ignored : `list` [`str`]
+        What was not taken and why, one line each.
+    """
+    result = job_info.get("result")
+    if not isinstance(result, dict) or "results" not in result:
+        return []
+    entries = result["results"]
+    if not isinstance(entries, list):
+        kind = _json_type(entries)
+        return [f"result entries: 'results' is {kind}, not an array"]
+
+    ignored = []
+    left = []
+    taken = {item.id for item in results}
+    for index, entry in enumerate(entries[:MAX_DECLARED_RESULTS]):
+        declared = _declared_result(entry, taken)
+        if isinstance(declared, str):
+            ignored.append(f"result entry {index}: {declared}")
+            left.append(entry)
+        else:
+            results.append(declared)
+            taken.add(declared.id)
+    if len(entries) > MAX_DECLARED_RESULTS:
+        ignored.append(
+            f"result entries {MAX_DECLARED_RESULTS} to {len(entries) - 1}: "
+            f"beyond the limit of {MAX_DECLARED_RESULTS} entries"
+        )
+        left += entries[MAX_DECLARED_RESULTS:]
+    if left:
+        result["results"] = left
+    else:
+        del result["results"]
+    return ignored
+
+
 def _collect_outputs(
     work_dir: pathlib.Path, globs: Sequence[str]
-) -> tuple[dict[str, Any], list[JobResult]]:
+) -> tuple[dict[str, Any], list[JobResult], list[str]]:
     """Read the job's result JSON and find its output files.
 
     Returns
@@ -1006,7 +1303,10 @@ def _collect_outputs(
         ``{"result_error": "..."}`` if it exists but does not.
     results : `list` [`JobResult`]
         Regular files matching ``globs`` inside the work dir, sorted, not
-        counting OCPS's private directory.
+        counting OCPS's private directory; then the results the result
+        JSON lists (see the module notes).
+    ignored : `list` [`str`]
+        Entries of the result JSON's ``results`` not taken, and why.
     """
     job_info: dict[str, Any] = {}
     result_path = work_dir / RESULT_FILE_NAME
@@ -1047,4 +1347,5 @@ def _collect_outputs(
                 mime_type=mime_type,
             )
         )
-    return job_info, results
+    ignored = _take_declared_results(job_info, results)
+    return job_info, results, ignored

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 __all__ = [
     "ABORTED_EXIT_CODE",
+    "FAILED_EXIT_CODE",
+    "MAX_RESULT_CHARS",
     "JobReport",
     "describe_job",
     "exit_code_for",
@@ -143,10 +145,10 @@ def make_job_report(
     ``message`` (``""`` if the job did not fail), and ``parameters``
     holding the job parameters plus ``command`` and ``environment`` as a
     list of ``{"name", "value"}``. A parameter that is itself called
-    ``command`` or ``environment`` is replaced by these. Output datasets
-    that the job listed in its result JSON (``results`` entries with a
-    ``uri``, as the pipetask job writes them) follow the job's files in
-    ``results``, with their ``datasetType`` and ``dataId``.
+    ``command`` or ``environment`` is replaced by these. ``results`` are
+    the job's results with their details, e.g. the ``datasetType`` and
+    ``dataId`` of the output datasets that the pipetask job lists in its
+    result file.
     """
     result = job.to_dict()
     result["job_id"] = job.job_id
@@ -163,7 +165,6 @@ def make_job_report(
         {"name": name, "value": value} for name, value in env.items()
     ]
     result["parameters"] = parameters
-    result["results"] += _dataset_results(job)
 
     results = result["results"]
     keep = len(results)
@@ -172,31 +173,6 @@ def make_job_report(
         result["results"] = results[:keep]
         result["resultsOmitted"] = len(results) - keep
     return JobReport(job_id=job.job_id, exit_code=exit_code_for(job), result=result)
-
-
-def _dataset_results(job: Job) -> list[dict[str, Any]]:
-    """The output datasets a job listed in its result JSON, as results."""
-    job_result = job.job_info.get("result")
-    if not isinstance(job_result, dict):
-        return []
-    entries = job_result.get("results")
-    if not isinstance(entries, list):
-        return []
-    results: list[dict[str, Any]] = []
-    for entry in entries:
-        if not isinstance(entry, dict) or not isinstance(entry.get("uri"), str):
-            continue
-        results.append(
-            {
-                "id": str(entry.get("id", len(results))),
-                "uri": entry["uri"],
-                "size": None,
-                "mimeType": None,
-                "datasetType": entry.get("datasetType"),
-                "dataId": entry.get("dataId"),
-            }
-        )
-    return results
 
 
 def describe_job(job: Job, job_types: Any, log: logging.Logger) -> JobReport:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 __all__ = [
     "ACTIVE_PHASES",
+    "JOB_RESULT_KEYS",
     "TERMINAL_PHASES",
     "ErrorSummary",
     "ErrorType",
@@ -146,6 +147,10 @@ class ErrorSummary:
         return {"message": self.message, "type": str(self.type)}
 
 
+JOB_RESULT_KEYS = ("id", "uri", "size", "mimeType")
+"""The standard keys of a result in JSON; every other key is a detail."""
+
+
 @dataclasses.dataclass
 class JobResult:
     """One result of a job (UWS result reference).
@@ -160,28 +165,47 @@ class JobResult:
         Size in bytes, if known.
     mime_type : `str` or `None`
         MIME type, if known.
+    details : `dict` [`str`, `typing.Any`]
+        Further JSON-ready facts about the result, e.g. the
+        ``datasetType`` and ``dataId`` of a Butler dataset.
     """
 
     id: str
     uri: str
     size: int | None = None
     mime_type: str | None = None
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """Return the result as JSON-ready data.
+
+        The four standard keys come first, then the details; a detail
+        never replaces a standard key.
+        """
+        data: dict[str, Any] = {
             "id": self.id,
             "uri": self.uri,
             "size": self.size,
             "mimeType": self.mime_type,
         }
+        for key, value in self.details.items():
+            data.setdefault(key, value)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobResult:
+        """Make a result from what `to_dict` returns.
+
+        Every key other than the four standard ones becomes a detail.
+        """
         return cls(
             id=data["id"],
             uri=data["uri"],
             size=data.get("size"),
             mime_type=data.get("mimeType"),
+            details={
+                key: value for key, value in data.items() if key not in JOB_RESULT_KEYS
+            },
         )
 
 
