@@ -76,6 +76,27 @@ class Endpoint:
             self.history.append((topic.sal_name, data))
         self.queue.put_nowait((topic.sal_name, data, is_history))
 
+    async def start(
+        self,
+        *,
+        index: int = 1,
+        identity: str = "OCPS:1",
+        write: Iterable[TopicInfo] = (),
+        read: Iterable[TopicInfo] = (),
+        history: Iterable[str] = (),
+        component: ComponentInfo = INFO,
+    ) -> None:
+        """Start the transport, delivering what it reads to `on_record`."""
+        await self.transport.start(
+            component=component,
+            index=index,
+            identity=identity,
+            write_topics=list(write),
+            read_topics=list(read),
+            history_topics=list(history),
+            on_record=self.on_record,
+        )
+
     async def next(self) -> tuple[str, dict[str, Any], bool]:
         return await asyncio.wait_for(self.queue.get(), STD_TIMEOUT)
 
@@ -109,14 +130,13 @@ async def make_endpoint(kafka_env: KafkaEnv) -> AsyncIterator[EndpointFactory]:
         endpoint = Endpoint(KafkaTransport(**kwargs))
         endpoints.append(endpoint)
         await asyncio.wait_for(
-            endpoint.transport.start(
-                component=component,
+            endpoint.start(
                 index=index,
                 identity=identity,
-                write_topics=list(write),
-                read_topics=list(read),
-                history_topics=list(history),
-                on_record=endpoint.on_record,
+                write=write,
+                read=read,
+                history=history,
+                component=component,
             ),
             STD_TIMEOUT,
         )
@@ -471,15 +491,7 @@ async def test_broker_down_at_start(
     remote = Endpoint(KafkaTransport(retry_initial=0.05, retry_max=0.2))
     try:
         start = asyncio.create_task(
-            csc.transport.start(
-                component=INFO,
-                index=1,
-                identity="OCPS:1",
-                write_topics=list(INFO.events.values()),
-                read_topics=list(INFO.commands.values()),
-                history_topics=[],
-                on_record=csc.on_record,
-            )
+            csc.start(write=INFO.events.values(), read=INFO.commands.values())
         )
         while "retrying" not in caplog.text:
             assert not start.done(), start
@@ -488,15 +500,7 @@ async def test_broker_down_at_start(
 
         broker.start()
         await asyncio.wait_for(start, STD_TIMEOUT)
-        await remote.transport.start(
-            component=INFO,
-            index=1,
-            identity="me@host",
-            write_topics=list(INFO.commands.values()),
-            read_topics=[],
-            history_topics=[],
-            on_record=remote.on_record,
-        )
+        await remote.start(identity="me@host", write=INFO.commands.values())
         await remote.write("command_standby", salIndex=1, private_seqNum=1)
         sal_name, _, _ = await csc.next()
         assert sal_name == "command_standby"
@@ -518,15 +522,7 @@ async def test_broker_goes_away(
     set_kafka_env(monkeypatch, broker.bootstrap, schema_registry.url, tmp_path)
     csc = Endpoint(KafkaTransport())
     try:
-        await csc.transport.start(
-            component=INFO,
-            index=1,
-            identity="OCPS:1",
-            write_topics=list(INFO.events.values()),
-            read_topics=list(INFO.commands.values()),
-            history_topics=[],
-            on_record=csc.on_record,
-        )
+        await csc.start(write=INFO.events.values(), read=INFO.commands.values())
         broker.stop()
         # Writing while the broker is away queues the record; no error.
         topic = INFO.topics["logevent_heartbeat"]
@@ -658,15 +654,7 @@ async def test_registry_down_at_start(
     registry = SchemaRegistryStandIn(port=port)
     try:
         start = asyncio.create_task(
-            csc.transport.start(
-                component=INFO,
-                index=1,
-                identity="OCPS:1",
-                write_topics=[INFO.ackcmd],
-                read_topics=[INFO.topics["command_enable"]],
-                history_topics=[],
-                on_record=csc.on_record,
-            )
+            csc.start(write=[INFO.ackcmd], read=[INFO.topics["command_enable"]])
         )
         while "retrying" not in caplog.text:
             assert not start.done(), start
