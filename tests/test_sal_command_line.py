@@ -24,12 +24,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import json
 import logging
-import os
 import signal
 import sys
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from lsst.ts.ocps.sal import AckError, Remote, SalRetCode, State
@@ -45,6 +47,22 @@ CSC_ARGV = [sys.executable, "-m", "lsst.ts.ocps.sal.testing_csc"]
 class SalIndex(enum.IntEnum):
     LATISS = 1
     RA = 101
+
+
+@contextlib.asynccontextmanager
+async def csc_process(
+    argv: list[str], **kwargs: Any
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A process with no stdin, killed on exit if it still runs."""
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.DEVNULL, **kwargs
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
 
 
 def test_parser_options(capsys: pytest.CaptureFixture[str]) -> None:
@@ -115,10 +133,7 @@ async def test_check_bin_script(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_csc_process_over_the_broker(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LSST_SITE", "test")
     argv = CSC_ARGV + ["13", "--configdir", str(GOOD)]
-    process = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, env=dict(os.environ)
-    )
-    try:
+    async with csc_process(argv) as process:
         async with Remote(None, "OCPS", index=13) as remote:
             data = await remote.evt_summaryState.next(
                 flush=False, timeout=STD_TIMEOUT * 2
@@ -141,10 +156,6 @@ async def test_csc_process_over_the_broker(monkeypatch: pytest.MonkeyPatch) -> N
                 await remote.cmd_start.set_start(timeout=STD_TIMEOUT)
             await set_summary_state(remote, State.OFFLINE)
         assert await asyncio.wait_for(process.wait(), STD_TIMEOUT) == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 @pytest.mark.usefixtures("kafka_env")
@@ -153,38 +164,24 @@ async def test_second_process_refuses_to_start(
 ) -> None:
     monkeypatch.setenv("LSST_SITE", "test")
     argv = CSC_ARGV + ["14", "--configdir", str(GOOD)]
-    first = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL
-    )
-    second = None
-    try:
+    async with csc_process(argv) as first:
         async with Remote(None, "OCPS", index=14) as remote:
             await remote.evt_heartbeat.next(flush=False, timeout=STD_TIMEOUT * 2)
-            second = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-            )
-            _, stderr = await asyncio.wait_for(second.communicate(), STD_TIMEOUT * 2)
-            assert second.returncode != 0
-            assert b"found another instance" in stderr
+            async with csc_process(argv, stderr=asyncio.subprocess.PIPE) as second:
+                _, stderr = await asyncio.wait_for(
+                    second.communicate(), STD_TIMEOUT * 2
+                )
+                assert second.returncode != 0
+                assert b"found another instance" in stderr
             await set_summary_state(remote, State.OFFLINE)
         assert await asyncio.wait_for(first.wait(), STD_TIMEOUT) == 0
-    finally:
-        for process in (first, second):
-            if process is not None and process.returncode is None:
-                process.kill()
-                await process.wait()
 
 
 @pytest.mark.usefixtures("kafka_env")
 async def test_sigterm_closes_the_csc(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LSST_SITE", "test")
     argv = CSC_ARGV + ["15", "--configdir", str(GOOD)]
-    process = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-    )
-    try:
+    async with csc_process(argv, stderr=asyncio.subprocess.PIPE) as process:
         async with Remote(None, "OCPS", index=15) as remote:
             data = await remote.evt_summaryState.next(
                 flush=False, timeout=STD_TIMEOUT * 2
@@ -198,7 +195,3 @@ async def test_sigterm_closes_the_csc(monkeypatch: pytest.MonkeyPatch) -> None:
             # No OFFLINE summaryState on a signal.
             with pytest.raises(TimeoutError):
                 await remote.evt_summaryState.next(flush=False, timeout=1)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
