@@ -1,3 +1,24 @@
+# This file is part of ts_ocps.
+#
+# Developed for the Vera C. Rubin Observatory Telescope and Site Systems.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
 """The OCPS CSC running real pipetask jobs on a test Butler repo."""
 
 import asyncio
@@ -85,6 +106,11 @@ async def test_calibration_flow(
         datasets = [r for r in result["results"] if r.get("datasetType")]
         assert len(datasets) == DETECTORS
         assert all("add_dataset2" in r["uri"] for r in datasets)
+        assert sorted(r["dataId"]["detector"] for r in datasets) == list(
+            range(DETECTORS)
+        )
+        # The datasets are reported once: as results, not in jobInfo too.
+        assert "results" not in result["jobInfo"]["result"]
         assert result["jobInfo"]["result"]["outputCollection"] == (
             f"u/ocps/{generate.job_id}"
         )
@@ -127,5 +153,8 @@ async def test_calibration_flow(
         assert failing.job_result is not None
         assert failing.job_result.exit_code == 1
         assert failing.result["phase"] == "error"
-        assert failing.result["errorSummary"]["message"]
+        # The summary is the wrapper's own reason, with the exit code.
+        reason = failing.result["jobInfo"]["result"]["error"]["message"]
+        assert reason.startswith("pipetask failed: ")
+        assert failing.result["errorSummary"]["message"] == f"{reason} (exit code 1)"
         assert json.loads(failing.job_result.result)["jobId"] == failing.job_id

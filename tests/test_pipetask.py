@@ -1,3 +1,24 @@
+# This file is part of ts_ocps.
+#
+# Developed for the Vera C. Rubin Observatory Telescope and Site Systems.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
 """The pipetask job type end to end: real pipetask runs through the manager.
 
 Each test submits jobs of the shipped ``config/job_types/pipetask.yaml`` to
@@ -42,6 +63,24 @@ def result_of(job: Job) -> dict:
     """The wrapper's result JSON of a finished job."""
     assert "result" in job.job_info, job.job_info
     return job.job_info["result"]
+
+
+def datasets_of(job: Job) -> list[dict]:
+    """The job's results that are Butler datasets, as JSON.
+
+    The wrapper lists them in its result file; the job manager moves them
+    to the job's results, with nothing left behind.
+    """
+    assert "results" not in result_of(job), result_of(job)["results"]
+    return [r.to_dict() for r in job.results if "datasetType" in r.details]
+
+
+def error_of(job: Job) -> str:
+    """The wrapper's error message, checked to be the job's summary."""
+    message = result_of(job)["error"]["message"]
+    assert job.error_summary is not None
+    assert job.error_summary.message == f"{message} (exit code {job.exit_code})"
+    return message
 
 
 def job_processes(job_id: str) -> list[int]:
@@ -109,7 +148,7 @@ async def test_two_task_pipeline(pipetask_manager: PipetaskSetup) -> None:
     assert "error" not in result
 
     # Outputs of both requested types are listed, nothing else.
-    listed = result["results"]
+    listed = datasets_of(job)
     assert sorted({r["datasetType"] for r in listed}) == [
         "add2_dataset1",
         "add_dataset2",
@@ -118,7 +157,8 @@ async def test_two_task_pipeline(pipetask_manager: PipetaskSetup) -> None:
     for entry in listed:
         assert entry["uri"].startswith("file://")
         assert entry["run"] == result["outputRun"]
-        assert pathlib.Path(entry["uri"].removeprefix("file://")).is_file()
+        path = pathlib.Path(entry["uri"].removeprefix("file://"))
+        assert entry["size"] == path.stat().st_size
     detectors = sorted(
         r["dataId"]["detector"] for r in listed if r["datasetType"] == "add_dataset2"
     )
@@ -156,7 +196,7 @@ async def test_subset_and_output_glob(pipetask_manager: PipetaskSetup) -> None:
     assert job.phase is ExecutionPhase.COMPLETED, job.error_summary
     result = result_of(job)
     assert result["summary"]["quanta"]["byTask"] == {"task0": {"success": 2}}
-    assert {r["datasetType"] for r in result["results"]} == {"add_dataset1"}
+    assert {r["datasetType"] for r in datasets_of(job)} == {"add_dataset1"}
     values = read_arrays(setup.repo, result["outputCollection"], "add_dataset1")
     assert values == {det: [v + ADDEND0 for v in input_array(det)] for det in (0, 2)}
 
@@ -222,7 +262,7 @@ async def test_prerequisite_outputs_feed_next_job(
         det: [10 * (v + ADDEND0 + ADDEND1) for v in input_array(det)]
         for det in range(DETECTORS)
     }
-    assert len(result_of(second)["results"]) == DETECTORS
+    assert len(datasets_of(second)) == DETECTORS
 
 
 async def test_concurrent_jobs_share_repo(pipetask_manager: PipetaskSetup) -> None:
@@ -244,7 +284,7 @@ async def test_concurrent_jobs_share_repo(pipetask_manager: PipetaskSetup) -> No
     )
     for job, det in zip(ended, (1, 2)):
         assert job.phase is ExecutionPhase.COMPLETED, job.job_info
-        [listed] = result_of(job)["results"]
+        [listed] = datasets_of(job)
         assert listed["dataId"]["detector"] == det
         assert f"/u/ocps/{job.job_id}/run/" in listed["uri"]
 
@@ -288,8 +328,7 @@ async def test_failures(
     job = await run_job(pipetask_manager, **overrides)
     assert job.phase is ExecutionPhase.ERROR
     assert job.exit_code == 1
-    assert job.error_summary is not None
-    message = result_of(job)["error"]["message"]
+    message = error_of(job)
     assert message.startswith("pipetask failed: ")
     for text in expected:
         assert text in message
@@ -322,7 +361,8 @@ async def test_task_failure_details(pipetask_manager: PipetaskSetup) -> None:
     assert values == {
         det: [3 * (v + ADDEND0 + ADDEND1) for v in input_array(det)] for det in (0, 2)
     }
-    assert sorted(r["dataId"]["detector"] for r in result_of(job)["results"]) == [0, 2]
+    assert sorted(r["dataId"]["detector"] for r in datasets_of(job)) == [0, 2]
+    assert error_of(job).startswith("pipetask failed: 2 of ")
 
 
 async def test_wrapper_refusals_end_in_error(pipetask_manager: PipetaskSetup) -> None:
@@ -333,7 +373,7 @@ async def test_wrapper_refusals_end_in_error(pipetask_manager: PipetaskSetup) ->
     for job, text in [(undefined, "'NO_SUCH_DIR'"), (other_release, "w.2099.01")]:
         assert job.phase is ExecutionPhase.ERROR
         assert job.exit_code == 2
-        assert text in result_of(job)["error"]["message"]
+        assert text in error_of(job)
     assert not (setup.manager.work_dir(undefined.job_id) / "pipetask.json").exists()
 
 
