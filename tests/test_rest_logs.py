@@ -20,12 +20,14 @@
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
 
-"""Tests of the log endpoint's file helpers on real files."""
+"""Tests of the log endpoint: its file helpers and large logs."""
 
 import pathlib
 
+import aiohttp
 import pytest
 from lsst.ts.ocps.rest_logs import _tail_offset
+from support.rest import RestServer
 
 
 @pytest.mark.parametrize(
@@ -58,3 +60,28 @@ def test_tail_offset_across_blocks(tmp_path: pathlib.Path) -> None:
     offset = _tail_offset(path, 12000)
     assert text[offset:].count(b"\n") == 12000
     assert text[offset:].startswith(b"line 008000\n")
+
+
+async def test_large_log_whole_and_tail(
+    rest_server: RestServer, rest_api: aiohttp.ClientSession
+) -> None:
+    # About 1.2 MB of output: more than one chunk of the streamed reply.
+    count = 100000
+    job = await rest_server.manager.submit("lines", {"count": count})
+    await rest_server.manager.wait_terminal(job.job_id)
+    expected = "".join(f"line {i}\n" for i in range(count))
+    assert len(expected) > 2**20
+
+    async with rest_api.get(f"job/{job.job_id}/log") as response:
+        assert response.status == 200
+        assert response.content_type == "text/plain"
+        assert await response.text() == expected
+    async with rest_api.get(f"job/{job.job_id}/log", params={"tail": "2"}) as response:
+        assert await response.text() == f"line {count - 2}\nline {count - 1}\n"
+
+    # HEAD is not in the OpenAPI document, so a plain session asks.
+    async with aiohttp.ClientSession() as session:
+        url = f"{rest_server.api_url}/job/{job.job_id}/log"
+        async with session.head(url) as response:
+            assert response.status == 200
+            assert await response.read() == b""

@@ -86,21 +86,50 @@ async def _copy_new(
 ) -> int:
     """Write what the file holds past ``offset``; return the new offset."""
     while True:
-        data = _read_from(path, offset)
+        data = await asyncio.to_thread(_read_from, path, offset)
         if not data:
             return offset
         await response.write(data)
         offset += len(data)
 
 
-async def _follow_log(
+async def _send_log(
+    request: web.Request,
+    job_id: str,
+    path: pathlib.Path,
+    offset: int,
+    manager: JobManager | None,
+) -> web.StreamResponse:
+    """Send a log file from ``offset``; with ``manager``, follow it.
+
+    The file goes out in chunks, so that a large log is never held in
+    memory whole. A client that goes away ends the response quietly.
+    """
+    response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+    await response.prepare(request)
+    try:
+        if manager is None:
+            await _copy_new(path, offset, response)
+        else:
+            await _follow(request, manager, job_id, path, offset, response)
+        await response.write_eof()
+    except ConnectionResetError as e:
+        # The client went away; there is nobody left to tell.
+        _log.info("job_id=%s log stream ended early: %s", job_id, e)
+    return response
+
+
+async def _follow(
     request: web.Request,
     manager: JobManager,
     job_id: str,
     path: pathlib.Path,
     offset: int,
-) -> web.StreamResponse:
-    """Stream a log file until the job is terminal and the file drained.
+    response: web.StreamResponse,
+) -> None:
+    """Send a log file as it grows, until the job has ended.
+
+    The last read comes after the job is terminal, so the file is drained.
 
     Waits on file-system events (watchfiles) and on the job's end (the
     manager's `JobManager.wait_terminal`), never on a timer.
@@ -111,8 +140,6 @@ async def _follow_log(
     is running is sent with the next change or when the job ends; removing
     this needs a watcher that reports when it is armed.
     """
-    response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
-    await response.prepare(request)
     stop = asyncio.Event()
     followers = request.app[FOLLOWERS_KEY]
     followers.add(stop)
@@ -133,15 +160,10 @@ async def _follow_log(
                 if any(pathlib.Path(name) == path for _, name in changes):
                     offset = await _copy_new(path, offset, response)
         await _copy_new(path, offset, response)
-        await response.write_eof()
-    except ConnectionResetError as e:
-        # The client went away; there is nobody left to tell.
-        _log.info("job_id=%s log follow ended early: %s", job_id, e)
     finally:
         followers.discard(stop)
         terminal.cancel()
         await asyncio.gather(terminal, return_exceptions=True)
-    return response
 
 
 async def get_job_log(request: web.Request) -> web.StreamResponse:
@@ -159,11 +181,7 @@ async def get_job_log(request: web.Request) -> web.StreamResponse:
     offset = 0
     if tail is not None and path.exists():
         offset = await asyncio.to_thread(_tail_offset, path, tail)
-    if follow:
-        return await _follow_log(request, manager, job_id, path, offset)
-
-    data = await asyncio.to_thread(_read_from, path, offset, 2**31)
-    return web.Response(body=data, content_type="text/plain", charset="utf-8")
+    return await _send_log(request, job_id, path, offset, manager if follow else None)
 
 
 async def end_follows(app: web.Application) -> None:
