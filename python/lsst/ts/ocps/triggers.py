@@ -208,7 +208,7 @@ class _Watchers:
         self.changed = asyncio.Event()
         self.failure: Exception | None = None
         self._stop = asyncio.Event()
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self, roots: dict[bool, frozenset[pathlib.Path]]) -> None:
         """Watch new roots, after stopping any current watchers.
@@ -303,8 +303,7 @@ async def wait_for_paths(
     Raises
     ------
     ParameterError
-        Raised if a pattern is relative, has a ``..`` component or names
-        no file.
+        Raised if a pattern is refused (see `check_patterns`).
     TimeoutError
         Raised if the files did not all appear within ``timeout``.
     OSError
