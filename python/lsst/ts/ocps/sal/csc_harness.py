@@ -80,15 +80,7 @@ def make_test_subname(randomize: bool = True) -> str:
 def set_test_environment(randomize: bool = True) -> str:
     """Set ``LSST_TOPIC_SUBNAME`` to a fresh test name and ``LSST_SITE``.
 
-    Parameters
-    ----------
-    randomize : `bool`, optional
-        Use random bytes (default) rather than the process id.
-
-    Returns
-    -------
-    subname : `str`
-        The topic subname set (see `make_test_subname`).
+    Returns the subname set; ``randomize`` is as for `make_test_subname`.
     """
     subname = make_test_subname(randomize)
     os.environ["LSST_TOPIC_SUBNAME"] = subname
@@ -109,6 +101,12 @@ def get_expected_summary_states(initial: State, final: State) -> list[State]:
     i, j = _ORDER.index(initial), _ORDER.index(final)
     step = 1 if j > i else -1
     return [_ORDER[k] for k in range(i + step, j + step, step)] if i != j else []
+
+
+def _startup_states(default: State, initial: State | None) -> list[State]:
+    """Every summaryState a new CSC reports on its way to ``initial``."""
+    final = default if initial is None else initial
+    return [default] + get_expected_summary_states(default, final)
 
 
 async def set_summary_state(
@@ -329,12 +327,9 @@ async def make_csc(
         csc.release_start()
         await asyncio.wait_for(csc.start_task, timeout)
         harness = CscHarness(csc, remote, start_tai)
-        if initial_state is not None and initial_state != csc.default_initial_state:
-            states = [csc.default_initial_state] + get_expected_summary_states(
-                csc.default_initial_state, initial_state
-            )
-            for state in states[:-1]:
-                await harness.assert_next_summary_state(state, timeout=timeout)
+        states = _startup_states(csc.default_initial_state, initial_state)
+        for state in states[:-1]:
+            await harness.assert_next_summary_state(state, timeout=timeout)
         yield harness
     finally:
         await remote.close()
@@ -392,12 +387,7 @@ async def check_bin_script(
             *argv, stdin=asyncio.subprocess.DEVNULL, env=dict(os.environ)
         )
         try:
-            states = [default_initial_state]
-            if initial_state is not None and initial_state != default_initial_state:
-                states += get_expected_summary_states(
-                    default_initial_state, initial_state
-                )
-            for state in states:
+            for state in _startup_states(default_initial_state, initial_state):
                 data = await remote.evt_summaryState.next(flush=False, timeout=timeout)
                 assert data.summaryState == state, f"{data.summaryState} != {state!r}"
             if override:
