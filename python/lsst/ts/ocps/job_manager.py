@@ -871,7 +871,11 @@ class JobManager:
         if problem is not None:
             self.log.warning(f"job_id={job.job_id} ignored result error: {problem}")
         phase, error = _outcome_phase(outcome, message)
-        if phase is ExecutionPhase.ABORTED and job.start_time is None:
+        if (
+            phase is ExecutionPhase.ABORTED
+            and job.start_time is None
+            and outcome.exit_code is None
+        ):
             error = ErrorSummary("job aborted before it ran")
         async with self._lock(job.job_id):
             await self._end(
