@@ -112,8 +112,9 @@ JOB_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 """What a caller-chosen job id must look like (also no ``..``)."""
 
 BASE_ENV_NAMES = ("HOME", "LANG", "LC_ALL", "PATH", "TMPDIR", "TZ", "USER", "LOGNAME")
-"""Variables of the server's environment that every job inherits; the job
-type's environment and the ``OCPS_*`` variables are added on top."""
+"""Variables of the server's environment that every job inherits (``PATH``
+with the directory of the Python that runs OCPS first); the job type's
+environment and the ``OCPS_*`` variables are added on top."""
 
 RESULT_FILE_NAME = "result.json"
 """File in the work dir whose JSON object becomes ``jobInfo["result"]``."""
