@@ -166,7 +166,8 @@ class BaseCsc(AsyncClosing):
         )
         self.start_task = asyncio.create_task(self._run_start())
 
-    # Topic attributes are made at run time from the interface.
+    # Topic attributes are set at run time from the interface; this
+    # declaration lets type checkers accept them (lookups still fail).
     def __getattr__(self, name: str) -> Any:
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 

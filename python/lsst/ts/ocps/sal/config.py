@@ -67,6 +67,18 @@ class LoadedConfig:
 def parse_override(override: str) -> tuple[str, str]:
     """Split ``[file][:gitref]`` into the file name and the git ref.
 
+    Parameters
+    ----------
+    override : `str`
+        A ``configurationOverride``.
+
+    Returns
+    -------
+    name : `str`
+        The file name, or "".
+    gitref : `str`
+        The git ref, or "".
+
     Raises
     ------
     ExpectedError
@@ -89,6 +101,16 @@ def parse_override(override: str) -> tuple[str, str]:
 def schema_version(schema: dict[str, Any]) -> str:
     """The last word of the schema title, e.g. ``v4`` for ``OCPS v4``.
 
+    Parameters
+    ----------
+    schema : `dict` [`str`, `~typing.Any`]
+        A configuration schema.
+
+    Returns
+    -------
+    version : `str`
+        ``v<N>``.
+
     Raises
     ------
     ValueError
@@ -103,7 +125,18 @@ def schema_version(schema: dict[str, Any]) -> str:
 
 
 def list_overrides(config_dir: pathlib.Path) -> list[str]:
-    """Sorted override file names: ``*.yaml`` not starting with ``_``."""
+    """Sorted override file names: ``*.yaml`` not starting with ``_``.
+
+    Parameters
+    ----------
+    config_dir : `pathlib.Path`
+        The configuration directory; a missing one has no overrides.
+
+    Returns
+    -------
+    names : `list` [`str`]
+        The file names.
+    """
     if not config_dir.is_dir():
         return []
     return sorted(
@@ -134,7 +167,19 @@ async def _run_git(config_dir: pathlib.Path, *args: str) -> tuple[int, bytes]:
 
 
 async def git_describe(config_dir: pathlib.Path) -> str:
-    """``git describe --all --long --always --dirty`` in the dir, or ""."""
+    """Describe the git state of a configuration directory.
+
+    Parameters
+    ----------
+    config_dir : `pathlib.Path`
+        The configuration directory.
+
+    Returns
+    -------
+    version : `str`
+        The output of ``git describe --all --long --always --dirty``, or
+        "" if git fails, is missing or takes too long.
+    """
     try:
         code, output = await _run_git(
             config_dir, "describe", "--all", "--long", "--always", "--dirty"
@@ -145,7 +190,20 @@ async def git_describe(config_dir: pathlib.Path) -> str:
 
 
 def merge_dicts(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``update`` into a copy of ``base``, recursing into dicts."""
+    """Merge ``update`` into a copy of ``base``, recursing into dicts.
+
+    Parameters
+    ----------
+    base : `dict` [`str`, `~typing.Any`]
+        The values to start from; not changed.
+    update : `dict` [`str`, `~typing.Any`]
+        The values that win; not changed.
+
+    Returns
+    -------
+    merged : `dict` [`str`, `~typing.Any`]
+        A deep copy holding both.
+    """
     merged = copy.deepcopy(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):

@@ -104,6 +104,11 @@ class ConfigurableCsc(BaseCsc, abc.ABC):
 
         Raise `ExpectedError` (or any exception) to refuse it; the start
         command then fails and the CSC stays in STANDBY.
+
+        Parameters
+        ----------
+        config : `types.SimpleNamespace`
+            The merged configuration, its top-level keys as attributes.
         """
         raise NotImplementedError()
 

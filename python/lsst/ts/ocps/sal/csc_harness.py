@@ -91,6 +91,18 @@ def set_test_environment(randomize: bool = True) -> str:
 def get_expected_summary_states(initial: State, final: State) -> list[State]:
     """States passed through (after ``initial``) going to ``final``.
 
+    Parameters
+    ----------
+    initial : `State`
+        The state to start from: OFFLINE, STANDBY, DISABLED or ENABLED.
+    final : `State`
+        The state to reach, one of the same four.
+
+    Returns
+    -------
+    states : `list` [`State`]
+        Every state on the way, ``final`` last; empty if the two are equal.
+
     Raises
     ------
     ValueError
@@ -114,10 +126,28 @@ async def set_summary_state(
 ) -> list[State]:
     """Command a CSC into a state, one transition at a time.
 
+    A CSC in FAULT is first sent to STANDBY.
+
+    Parameters
+    ----------
+    remote : `Remote`
+        A Remote of the CSC, reading ``summaryState``.
+    state : `State`
+        The state to reach (not FAULT).
+    override : `str`, optional
+        ``configurationOverride`` of the start command, if one is sent.
+    timeout : `float`, optional
+        Seconds to wait for the current state and for each command.
+
     Returns
     -------
     states : `list` [`State`]
         The states passed through, ``state`` last.
+
+    Raises
+    ------
+    AckError
+        If a command fails.
     """
     current = State((await remote.evt_summaryState.aget(timeout=timeout)).summaryState)
     visited = []
@@ -172,6 +202,23 @@ class CscHarness:
 
         Samples written before the CSC was made are skipped.
 
+        Parameters
+        ----------
+        topic : `ReadTopic`
+            The topic to read.
+        flush : `bool`, optional
+            Drop queued samples first.
+        timeout : `float`, optional
+            Seconds to wait for a fresh sample.
+        **expected : `~typing.Any`
+            Expected field values; an `enum.IntEnum` value is compared
+            as that enum.
+
+        Returns
+        -------
+        data : `Sample`
+            The sample read.
+
         Raises
         ------
         AssertionError
@@ -200,7 +247,19 @@ class CscHarness:
         timeout: float = STD_TIMEOUT,
         remote: Remote | None = None,
     ) -> None:
-        """Check the next summaryState event."""
+        """Check the next summaryState event.
+
+        Parameters
+        ----------
+        state : `State`
+            The expected state.
+        flush : `bool`, optional
+            Drop queued samples first.
+        timeout : `float`, optional
+            Seconds to wait.
+        remote : `Remote` or `None`, optional
+            The Remote to read; `None` means the harness's.
+        """
         remote = self.remote if remote is None else remote
         await self.assert_next_sample(
             remote.evt_summaryState, flush=flush, timeout=timeout, summaryState=state
@@ -209,7 +268,15 @@ class CscHarness:
     async def check_bad_commands(
         self, bad_commands: Iterable[str], timeout: float = STD_TIMEOUT
     ) -> None:
-        """Send each command and require ``CMD_FAILED``."""
+        """Send each command and require ``CMD_FAILED``.
+
+        Parameters
+        ----------
+        bad_commands : `~collections.abc.Iterable` [`str`]
+            Command names without ``cmd_``, sent with default fields.
+        timeout : `float`, optional
+            Seconds to wait for each ack.
+        """
         for name in bad_commands:
             command = getattr(self.remote, f"cmd_{name}")
             try:
@@ -234,6 +301,17 @@ class CscHarness:
         command not valid there is sent (with default fields) and must
         fail; then start, enable, disable, standby and exitControl must
         each reach their state and report it.
+
+        Parameters
+        ----------
+        enabled_commands : `~collections.abc.Sequence` [`str`]
+            Commands, besides the generic ones, valid in ENABLED.
+        skip_commands : `~collections.abc.Sequence` [`str`] or `None`
+            Commands never to send.
+        override : `str`, optional
+            ``configurationOverride`` of the start command.
+        timeout : `float`, optional
+            Seconds to wait for each ack and event.
         """
         assert self.csc.summary_state == State.STANDBY, self.csc.summary_state
         skip = set(skip_commands or ())
@@ -294,12 +372,18 @@ async def make_csc(
         Called as ``factory(initial_state=..., config_dir=...,
         simulation_mode=..., **kwargs)`` to make the CSC (omitting
         ``config_dir`` when it is `None`).
-    initial_state, config_dir, simulation_mode, **kwargs
+    initial_state : `State` or `None`, optional
+        For the factory; `None` means the CSC's default.
+    config_dir : `str`, `pathlib.Path` or `None`, optional
+        For the factory.
+    simulation_mode : `int`, optional
         For the factory.
     log_level : `int` or `None`, optional
         Level to set on the CSC's logger.
     timeout : `float`, optional
         Seconds to wait for start-up.
+    **kwargs : `~typing.Any`
+        For the factory.
 
     Yields
     ------
@@ -363,6 +447,16 @@ async def check_bin_script(
         SAL index.
     exe_name : `str` or `~collections.abc.Sequence` [`str`]
         An executable on ``PATH``, or the argv prefix to run.
+    default_initial_state : `State`, optional
+        The state the CSC reports first.
+    initial_state : `State` or `None`, optional
+        Passed as ``--state``; `None` passes nothing.
+    override : `str` or `None`, optional
+        Passed as ``--override``; `None` passes nothing.
+    cmdline_args : `~collections.abc.Sequence` [`str`], optional
+        More arguments, appended.
+    timeout : `float`, optional
+        Seconds to wait for each event and for the exit.
 
     Raises
     ------

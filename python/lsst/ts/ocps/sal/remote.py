@@ -128,7 +128,8 @@ class Remote(AsyncClosing):
             else asyncio.get_running_loop().create_future()
         )
 
-    # Topic attributes are made at run time from the interface.
+    # Topic attributes are set at run time from the interface; this
+    # declaration lets type checkers accept them (lookups still fail).
     def __getattr__(self, name: str) -> Any:
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 

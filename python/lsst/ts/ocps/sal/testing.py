@@ -93,7 +93,24 @@ class BaseCscTestCase(abc.ABC):
         simulation_mode: int,
         **kwargs: Any,
     ) -> BaseCsc:
-        """Make the CSC under test."""
+        """Make the CSC under test.
+
+        Parameters
+        ----------
+        initial_state : `State` or `None`
+            The initial state; `None` means the CSC's default.
+        config_dir : `str`, `pathlib.Path` or `None`
+            The configuration directory, if any.
+        simulation_mode : `int`
+            The simulation mode.
+        **kwargs : `~typing.Any`
+            More constructor arguments given to `make_csc`.
+
+        Returns
+        -------
+        csc : `BaseCsc`
+            The CSC, not started yet.
+        """
         raise NotImplementedError()
 
     @contextlib.asynccontextmanager
@@ -106,7 +123,11 @@ class BaseCscTestCase(abc.ABC):
         timeout: float = STD_TIMEOUT,
         **kwargs: Any,
     ) -> AsyncIterator[None]:
-        """Make ``self.csc`` and ``self.remote``; close them on exit."""
+        """Make ``self.csc`` and ``self.remote``; close them on exit.
+
+        The arguments are those of `csc_harness.make_csc`, less the
+        factory (`basic_make_csc` is used).
+        """
 
         def factory(**fields: Any) -> BaseCsc:
             return self.basic_make_csc(

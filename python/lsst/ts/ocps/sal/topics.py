@@ -170,6 +170,16 @@ class ReadTopic(_Topic):
     async def aget(self, timeout: float | None = None) -> Sample:
         """The latest sample, waiting for one if none has arrived.
 
+        Parameters
+        ----------
+        timeout : `float` or `None`, optional
+            Seconds to wait; `None` waits forever.
+
+        Returns
+        -------
+        data : `Sample`
+            A copy of the latest sample.
+
         Raises
         ------
         TimeoutError
@@ -190,6 +200,11 @@ class ReadTopic(_Topic):
             Empty the queue first, so only a new sample is returned.
         timeout : `float` or `None`, optional
             Seconds to wait; `None` waits forever.
+
+        Returns
+        -------
+        data : `Sample`
+            The oldest queued sample.
 
         Raises
         ------
@@ -316,6 +331,11 @@ class WriteTopic(_Topic):
 
     def set(self, **kwargs: Any) -> bool:
         """Set fields of the data.
+
+        Parameters
+        ----------
+        **kwargs : `~typing.Any`
+            Field values (copied).
 
         Returns
         -------
