@@ -30,6 +30,7 @@ import base64
 import dataclasses
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -98,6 +99,25 @@ def _is_retriable(error: BaseException) -> bool:
         kafka_error: KafkaError = error.args[0]
         return kafka_error.code() in _RETRIABLE_CODES or kafka_error.retriable()
     return False
+
+
+class _Backoff:
+    """Retry delays (seconds) that double from ``initial`` to ``maximum``."""
+
+    def __init__(self, initial: float, maximum: float = math.inf) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self._next = initial
+
+    def next(self) -> float:
+        """Return the delay before the next attempt."""
+        delay = self._next
+        self._next = min(delay * 2, self.maximum)
+        return delay
+
+    def reset(self) -> None:
+        """Start again from ``initial`` (after a success)."""
+        self._next = self.initial
 
 
 class _LimitedWarnings:
@@ -297,7 +317,7 @@ class KafkaTransport(Transport):
 
     async def _retry(self, what: str, func: Callable[..., _T], *args: Any) -> _T:
         """Run a blocking call in a thread; retry while it is retriable."""
-        delay = self.retry_initial
+        backoff = _Backoff(self.retry_initial, self.retry_max)
         attempt = 1
         while True:
             try:
@@ -305,6 +325,7 @@ class KafkaTransport(Transport):
             except Exception as e:
                 if not _is_retriable(e):
                     raise
+                delay = backoff.next()
                 self.log.warning(
                     "%s: %s failed (attempt %d): %s; retrying in %.1f s",
                     self._identity,
@@ -314,7 +335,6 @@ class KafkaTransport(Transport):
                     delay,
                 )
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self.retry_max)
             attempt += 1
 
     def _ensure_topics(self, topics: dict[str, TopicInfo]) -> None:
@@ -463,7 +483,7 @@ class KafkaTransport(Transport):
     def _watermarks(
         self, consumer: Consumer, partition: TopicPartition
     ) -> tuple[int, int]:
-        delay = 0.1
+        backoff = _Backoff(0.1, self.retry_max)
         while True:
             try:
                 low, high = consumer.get_watermark_offsets(
@@ -477,8 +497,7 @@ class KafkaTransport(Transport):
                     "watermarks",
                     f"{self._identity}: cannot read the end of {partition.topic}: {e}",
                 )
-            time.sleep(delay)
-            delay = min(delay * 2, self.retry_max)
+            time.sleep(backoff.next())
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.log.debug("%s: partitions revoked: %s", self._identity, partitions)
@@ -488,26 +507,24 @@ class KafkaTransport(Transport):
 
     def _consumer_loop(self) -> None:
         assert self._consumer is not None
-        delay = 0.0
+        backoff = _Backoff(0.1, 1.0)
         while not self._stopping.is_set():
             try:
                 messages = self._consumer.consume(
                     self.num_messages, self.consume_timeout
                 )
             except Exception as e:
-                delay = min(max(delay * 2, 0.1), 1.0)
                 self._warnings.warning(
                     "consume", f"{self._identity}: Kafka read failed: {e!r}"
                 )
-                self._stopping.wait(delay)
+                self._stopping.wait(backoff.next())
                 continue
             for message in messages:
                 try:
                     if self._handle_message(message):
-                        delay = 0.0
+                        backoff.reset()
                     else:
-                        delay = min(max(delay * 2, 0.1), 1.0)
-                        self._stopping.wait(delay)
+                        self._stopping.wait(backoff.next())
                 except Exception:
                     self.log.exception(
                         "%s: reading a Kafka record failed", self._identity
@@ -577,7 +594,7 @@ class KafkaTransport(Transport):
         if parsed is not None:
             return parsed
         assert self._registry is not None
-        delay = 0.1
+        backoff = _Backoff(0.1)
         for _ in range(5):
             try:
                 text = self._registry.get_schema_text(schema_id)
@@ -586,9 +603,8 @@ class KafkaTransport(Transport):
                 return parsed
             except RegistryUnavailableError as e:
                 self._warnings.warning("registry", f"{self._identity}: {e}")
-                if self._stopping.wait(delay):
+                if self._stopping.wait(backoff.next()):
                     break
-                delay *= 2
             except RegistryError as e:
                 self._warnings.warning(
                     "schema id",
