@@ -30,7 +30,6 @@ import base64
 import dataclasses
 import json
 import logging
-import math
 import os
 import threading
 import time
@@ -52,6 +51,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from .avro_schema import schema_text
 from .kafka_codec import FramingError, decode_value, encode_value, make_key, parse_frame
 from .kafka_config import KafkaConfig
+from .kafka_retry import WARNING_INTERVAL, Backoff, LimitedWarnings, is_retriable
 from .schema_registry import (
     RegistryError,
     RegistryUnavailableError,
@@ -64,21 +64,6 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 
-_RETRIABLE_CODES = frozenset(
-    {
-        KafkaError._TRANSPORT,
-        KafkaError._TIMED_OUT,
-        KafkaError._ALL_BROKERS_DOWN,
-        KafkaError._RESOLVE,
-        KafkaError._WAIT_COORD,
-        KafkaError.NETWORK_EXCEPTION,
-        KafkaError.REQUEST_TIMED_OUT,
-        KafkaError.LEADER_NOT_AVAILABLE,
-        KafkaError.NOT_CONTROLLER,
-        KafkaError.COORDINATOR_NOT_AVAILABLE,
-    }
-)
-
 REQUEST_TIMEOUT = 5.0
 """Timeout of one blocking broker or registry request (seconds)."""
 
@@ -87,61 +72,6 @@ METADATA_TIMEOUT = 2.0
 
 CLOSE_TIMEOUT = 2.0
 """Longest wait for pending writes and group deletion at close (seconds)."""
-
-WARNING_INTERVAL = 10.0
-"""A repeated warning of one kind is logged at most this often (seconds)."""
-
-
-def _is_retriable(error: BaseException) -> bool:
-    if isinstance(error, RegistryUnavailableError):
-        return True
-    if isinstance(error, KafkaException) and isinstance(error.args[0], KafkaError):
-        kafka_error: KafkaError = error.args[0]
-        return kafka_error.code() in _RETRIABLE_CODES or kafka_error.retriable()
-    return False
-
-
-class _Backoff:
-    """Retry delays (seconds) that double from ``initial`` to ``maximum``."""
-
-    def __init__(self, initial: float, maximum: float = math.inf) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self._next = initial
-
-    def next(self) -> float:
-        """Return the delay before the next attempt."""
-        delay = self._next
-        self._next = min(delay * 2, self.maximum)
-        return delay
-
-    def reset(self) -> None:
-        """Start again from ``initial`` (after a success)."""
-        self._next = self.initial
-
-
-class _LimitedWarnings:
-    """Log a warning of each kind at once, then at most once an interval."""
-
-    def __init__(self, log: logging.Logger, interval: float = WARNING_INTERVAL) -> None:
-        self.log = log
-        self.interval = interval
-        self._lock = threading.Lock()
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def warning(self, kind: str, message: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            last = self._last.get(kind)
-            if last is not None and now - last < self.interval:
-                self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
-                return
-            self._last[kind] = now
-            suppressed = self._suppressed.pop(kind, 0)
-        if suppressed:
-            message += f" ({suppressed} more like it not logged)"
-        self.log.warning(message)
 
 
 @dataclasses.dataclass(eq=False)
@@ -220,7 +150,7 @@ class KafkaTransport(Transport):
         self.num_messages = num_messages
         self.consume_timeout = consume_timeout
         self.log = logging.getLogger("ocps.sal.kafka")
-        self._warnings = _LimitedWarnings(self.log, warning_interval)
+        self._warnings = LimitedWarnings(self.log, warning_interval)
 
         self.group_id = ""
         self.schema_ids: dict[str, int] = {}
@@ -317,13 +247,13 @@ class KafkaTransport(Transport):
 
     async def _retry(self, what: str, func: Callable[..., _T], *args: Any) -> _T:
         """Run a blocking call in a thread; retry while it is retriable."""
-        backoff = _Backoff(self.retry_initial, self.retry_max)
+        backoff = Backoff(self.retry_initial, self.retry_max)
         attempt = 1
         while True:
             try:
                 return await asyncio.to_thread(func, *args)
             except Exception as e:
-                if not _is_retriable(e):
+                if not is_retriable(e):
                     raise
                 delay = backoff.next()
                 self.log.warning(
@@ -483,7 +413,7 @@ class KafkaTransport(Transport):
     def _watermarks(
         self, consumer: Consumer, partition: TopicPartition
     ) -> tuple[int, int]:
-        backoff = _Backoff(0.1, self.retry_max)
+        backoff = Backoff(0.1, self.retry_max)
         while True:
             try:
                 low, high = consumer.get_watermark_offsets(
@@ -507,7 +437,7 @@ class KafkaTransport(Transport):
 
     def _consumer_loop(self) -> None:
         assert self._consumer is not None
-        backoff = _Backoff(0.1, 1.0)
+        backoff = Backoff(0.1, 1.0)
         while not self._stopping.is_set():
             try:
                 messages = self._consumer.consume(
@@ -594,7 +524,7 @@ class KafkaTransport(Transport):
         if parsed is not None:
             return parsed
         assert self._registry is not None
-        backoff = _Backoff(0.1)
+        backoff = Backoff(0.1)
         for _ in range(5):
             try:
                 text = self._registry.get_schema_text(schema_id)
