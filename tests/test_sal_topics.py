@@ -403,3 +403,15 @@ async def test_remote_include_exclude() -> None:
         Remote(None, "OCPS", 1, include=["nope"])
     with pytest.raises(ValueError, match="not both"):
         Remote(None, "OCPS", 1, include=[], exclude=[])
+
+
+@pytest.mark.usefixtures("sal_env")
+async def test_controller_command_needs_a_command_topic() -> None:
+    async with Domain("OCPS:1") as domain:
+        salinfo = SalInfo(domain, "OCPS", 1)
+        with pytest.raises(ValueError, match="^logevent_heartbeat is not a command"):
+            ControllerCommand(
+                salinfo=salinfo,
+                topic_info=salinfo.topic_info("logevent_heartbeat"),
+                ackcmd_info=salinfo.component.ackcmd,
+            )
