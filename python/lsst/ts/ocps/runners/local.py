@@ -46,6 +46,7 @@ only OCPS signals its supervisors.
 __all__ = ["EXIT_FILE_NAME", "PRIVATE_DIR_NAME", "LocalRunner"]
 
 import asyncio
+import collections
 import errno
 import json
 import logging
@@ -66,6 +67,11 @@ EXIT_FILE_NAME = "exit.json"
 """File in the private directory where the supervisor writes the exit."""
 
 _SUPERVISOR_PATH = pathlib.Path(supervisor.__file__).resolve()
+
+_Key = tuple[int, int | None]
+
+_NO_NOTICE = "no notice"
+"""Result of an end notice that will not come: the launcher ended."""
 
 _RUN_STATUS = {
     supervisor.STATUS_EXITED: RunStatus.EXITED,
@@ -102,19 +108,32 @@ class LocalRunner(Runner):
         self.log = parent_log.getChild("local_runner")
         self._launcher: asyncio.subprocess.Process | None = None
         self._launch_lock = asyncio.Lock()
+        self._reader: asyncio.Task[None] | None = None
+        # Futures of the launcher's replies, in request order.
+        self._replies: collections.deque[asyncio.Future[dict[str, Any]]] = (
+            collections.deque()
+        )
+        # End notices of supervisors of the current launcher, by pid and
+        # start time: the exit file's text, None if it left none, or
+        # _NO_NOTICE if the launcher ended first.
+        self._notices: dict[_Key, asyncio.Future[str | None]] = {}
 
     async def close(self) -> None:
         """Stop the launcher; supervisors and their jobs run on."""
         launcher, self._launcher = self._launcher, None
-        if launcher is None or launcher.returncode is not None:
-            return
-        assert launcher.stdin is not None
-        launcher.stdin.close()
-        try:
-            await asyncio.wait_for(launcher.wait(), 5)
-        except TimeoutError:
-            launcher.kill()
-            await launcher.wait()
+        if launcher is not None and launcher.returncode is None:
+            assert launcher.stdin is not None
+            launcher.stdin.close()
+            try:
+                await asyncio.wait_for(launcher.wait(), 5)
+            except TimeoutError:
+                launcher.kill()
+                await launcher.wait()
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            self._launcher_gone()
 
     async def launch(self, spec: LaunchSpec) -> dict[str, Any]:
         """Start the job under a new supervisor; see `Runner.launch`.
@@ -151,28 +170,81 @@ class LocalRunner(Runner):
         }
 
     async def _request(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Send one launch request to the launcher and return its reply."""
+        """Send one launch request to the launcher and return its reply.
+
+        Requests are written in turn but not answered in lock step: the
+        launcher answers in order, so replies match the queued futures.
+        """
+        loop = asyncio.get_running_loop()
         async with self._launch_lock:
             launcher = self._launcher
             if launcher is None or launcher.returncode is not None:
-                launcher = self._launcher = await asyncio.create_subprocess_exec(
-                    self.python,
-                    "-I",
-                    "-S",
-                    str(_SUPERVISOR_PATH),
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                )
-            assert launcher.stdin is not None and launcher.stdout is not None
+                launcher = await self._start_launcher()
+            assert launcher.stdin is not None
+            reply: asyncio.Future[dict[str, Any]] = loop.create_future()
+            self._replies.append(reply)
             try:
                 launcher.stdin.write(json.dumps(request).encode() + b"\n")
                 await launcher.stdin.drain()
-                line = await launcher.stdout.readline()
             except (ConnectionError, BrokenPipeError) as e:
+                if reply in self._replies:
+                    self._replies.remove(reply)
                 raise OSError(errno.EPIPE, f"the job launcher ended: {e}") from e
-            if not line:
-                raise OSError(errno.EPIPE, "the job launcher ended")
-            return json.loads(line)
+        return await reply
+
+    async def _start_launcher(self) -> asyncio.subprocess.Process:
+        """Start a launcher and the task that reads its output."""
+        if self._reader is not None:
+            # The previous launcher ended; its reader has seen the end.
+            await asyncio.gather(self._reader, return_exceptions=True)
+        launcher = await asyncio.create_subprocess_exec(
+            self.python,
+            "-I",
+            "-S",
+            str(_SUPERVISOR_PATH),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        self._launcher = launcher
+        self._reader = asyncio.create_task(self._read_launcher(launcher))
+        return launcher
+
+    async def _read_launcher(self, launcher: asyncio.subprocess.Process) -> None:
+        """Hand the launcher's replies and end notices to their futures
+        until its output ends."""
+        assert launcher.stdout is not None
+        try:
+            while line := await launcher.stdout.readline():
+                try:
+                    message = json.loads(line)
+                    if "ended" in message:
+                        key = (message["ended"], message["start_ticks"])
+                        notice = self._notices.get(key)
+                        if notice is not None and not notice.done():
+                            notice.set_result(message["exit"])
+                        continue
+                    if "pid" in message:
+                        key = (message["pid"], message["start_ticks"])
+                        loop = asyncio.get_running_loop()
+                        self._notices[key] = loop.create_future()
+                    reply = self._replies.popleft()
+                except (ValueError, KeyError, TypeError, IndexError) as e:
+                    self.log.error(f"unexpected output of the job launcher: {e!r}")
+                    continue
+                if not reply.done():
+                    reply.set_result(message)
+        finally:
+            self._launcher_gone()
+
+    def _launcher_gone(self) -> None:
+        """Fail waiting requests; waiting jobs fall back to their pidfd."""
+        while self._replies:
+            reply = self._replies.popleft()
+            if not reply.done():
+                reply.set_exception(OSError(errno.EPIPE, "the job launcher ended"))
+        for notice in self._notices.values():
+            if not notice.done():
+                notice.set_result(_NO_NOTICE)
 
     async def wait_started(self, job_id: str, runner_state: dict[str, Any]) -> None:
         """Return at once: a local job runs as soon as it is launched."""
@@ -180,7 +252,21 @@ class LocalRunner(Runner):
     async def wait_finished(
         self, job_id: str, runner_state: dict[str, Any]
     ) -> RunOutcome:
-        """Wait for the supervisor to end, then read the job's exit."""
+        """Wait for the supervisor to end, then read the job's exit.
+
+        A job of the current launcher ends with the launcher's notice,
+        which carries the exit file's text; any other job, or one whose
+        launcher ended first, through a pidfd of its supervisor and its
+        exit file.
+        """
+        key = (runner_state["pid"], runner_state["start_ticks"])
+        notice = self._notices.get(key)
+        if notice is not None:
+            text = await asyncio.shield(notice)
+            self._notices.pop(key, None)
+            if text is not _NO_NOTICE:
+                return self._parse_exit(runner_state, text)
+
         pidfd = self._open_pidfd(runner_state)
         if pidfd is not None:
             try:
@@ -241,17 +327,26 @@ class LocalRunner(Runner):
         return pidfd
 
     def _read_outcome(self, job_id: str, runner_state: dict[str, Any]) -> RunOutcome:
-        exit_path = pathlib.Path(runner_state["exit_file"])
+        """Return the outcome recorded in the job's exit file."""
         try:
-            data = json.loads(exit_path.read_text())
-            run_status = _RUN_STATUS[data["status"]]
-            exit_code = int(data["exit_code"])
+            text: str | None = pathlib.Path(runner_state["exit_file"]).read_text()
         except FileNotFoundError:
+            text = None
+        return self._parse_exit(runner_state, text)
+
+    def _parse_exit(self, runner_state: dict[str, Any], text: str | None) -> RunOutcome:
+        """Return the outcome that an exit file's text records."""
+        exit_path = runner_state["exit_file"]
+        if text is None:
             return RunOutcome(
                 RunStatus.LOST,
                 message="job process lost during a restart of OCPS "
                 "(its supervisor ended without recording an exit status)",
             )
+        try:
+            data = json.loads(text)
+            run_status = _RUN_STATUS[data["status"]]
+            exit_code = int(data["exit_code"])
         except (ValueError, KeyError, TypeError) as e:
             return RunOutcome(RunStatus.LOST, message=f"unreadable {exit_path}: {e}")
         return RunOutcome(run_status, exit_code=exit_code)

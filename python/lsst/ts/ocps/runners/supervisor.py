@@ -311,14 +311,35 @@ def _become_supervisor(request: dict[str, Any], launcher_fds: list[int]) -> None
         os._exit(code)
 
 
-def _reap_children() -> None:
+def _reap_children() -> list[int]:
+    """Reap every ended child; return their pids."""
+    reaped: list[int] = []
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return reaped
         if pid == 0:
-            return
+            return reaped
+        reaped.append(pid)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data``; a signal may cut a pipe write short."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _end_notice(pid: int, start_ticks: int | None, exit_file: str) -> dict[str, Any]:
+    """Return the notice of a reaped supervisor: its exit file's text, or
+    None if it left none."""
+    try:
+        with open(exit_file, "rb") as file:
+            text: str | None = file.read().decode(errors="replace")
+    except OSError:
+        text = None
+    return {"ended": pid, "start_ticks": start_ticks, "exit": text}
 
 
 def find_program(program: str, search_path: str) -> str | None:
@@ -350,8 +371,13 @@ def find_program(program: str, search_path: str) -> str | None:
     return None
 
 
-def _answer(request_line: bytes, launcher_fds: list[int]) -> dict[str, Any]:
-    """Start a supervisor for one request; return the reply."""
+def _answer(
+    request_line: bytes,
+    launcher_fds: list[int],
+    supervisors: dict[int, tuple[int | None, str]],
+) -> dict[str, Any]:
+    """Start a supervisor for one request, add it to ``supervisors`` and
+    return the reply."""
     try:
         request = json.loads(request_line)
         program = request["argv"][0]
@@ -376,7 +402,9 @@ def _answer(request_line: bytes, launcher_fds: list[int]) -> dict[str, Any]:
     if pid == 0:
         _become_supervisor(request, launcher_fds)
     # The child cannot be reaped before this read, so the pid is its own.
-    return {"pid": pid, "start_ticks": read_start_ticks(pid)}
+    start_ticks = read_start_ticks(pid)
+    supervisors[pid] = (start_ticks, request["exit_file"])
+    return {"pid": pid, "start_ticks": start_ticks}
 
 
 def main() -> int:
@@ -389,23 +417,36 @@ def main() -> int:
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     launcher_fds = [wake_read, wake_write]
 
+    # Supervisors started here and not yet reaped: pid -> start time and
+    # exit file.
+    supervisors: dict[int, tuple[int | None, str]] = {}
     poller = select.poll()
     poller.register(0, select.POLLIN)
     poller.register(wake_read, select.POLLIN)
     pending = b""
-    while True:
-        for fd, _ in poller.poll():
-            if fd == wake_read:
-                os.read(wake_read, 4096)
-                _reap_children()
-                continue
-            data = os.read(0, _CHUNK)
-            if not data:
-                return 0
-            *lines, pending = (pending + data).split(b"\n")
-            for line in lines:
-                reply = _answer(line, launcher_fds)
-                os.write(1, json.dumps(reply).encode() + b"\n")
+    try:
+        while True:
+            replies = []
+            for fd, _ in poller.poll():
+                if fd == wake_read:
+                    os.read(wake_read, 4096)
+                    for pid in _reap_children():
+                        if pid in supervisors:
+                            start_ticks, exit_file = supervisors.pop(pid)
+                            replies.append(_end_notice(pid, start_ticks, exit_file))
+                    continue
+                data = os.read(0, _CHUNK)
+                if not data:
+                    return 0
+                *lines, pending = (pending + data).split(b"\n")
+                for line in lines:
+                    replies.append(_answer(line, launcher_fds, supervisors))
+            if replies:
+                text = "".join(json.dumps(reply) + "\n" for reply in replies)
+                _write_all(1, text.encode())
+    except BrokenPipeError:
+        # The runner is gone; the supervisors live on without notices.
+        return 0
 
 
 if __name__ == "__main__":
