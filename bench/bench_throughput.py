@@ -25,7 +25,7 @@ Runs N jobs of ``true`` through a real `JobManager` (journal, supervisor,
 listeners: submit -> COMPLETED) and, in the same run, the same command N
 times through a bare asyncio spawn loop with the same concurrency. Prints
 both rates and their ratio, and the CPU time per job of each (this
-server process, and its descendants: launcher, supervisors and jobs;
+server process, and of its descendants: the supervisor and the jobs;
 less sensitive than the rates to other load on the machine).
 
 Usage: ``python bench/bench_throughput.py [--jobs N] [--concurrency C]``
@@ -128,8 +128,8 @@ async def main() -> None:
             raw = await run_raw(args.jobs, args.concurrency)
             self_end, children_end = cpu_pair()
             cpu_raw = self_end - self_start + children_end - children_start
-            # The manager's launcher (and through it every supervisor and
-            # job) is waited for when the manager closes.
+            # The supervisor (and through it every job) is waited for when
+            # the manager closes.
             managed = await run_manager(
                 pathlib.Path(temp_dir), args.jobs, args.concurrency
             )
@@ -142,8 +142,8 @@ async def main() -> None:
             f"round {round_number}: raw asyncio spawn loop {raw:7.1f} runs/s "
             f"({cpu_raw * per_job:.2f} ms CPU/run), JobManager (journal on) "
             f"{managed:7.1f} jobs/s ({cpu_server * per_job:.2f} ms CPU/job in "
-            f"the server + {cpu_descendants * per_job:.2f} in launcher, "
-            f"supervisor and job), ratio {managed / raw:.2f}"
+            f"the server + {cpu_descendants * per_job:.2f} in the supervisor "
+            f"and job), ratio {managed / raw:.2f}"
         )
     print(f"median ratio manager/raw: {statistics.median(ratios):.2f}")
 

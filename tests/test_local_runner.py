@@ -22,7 +22,6 @@
 """Tests of LocalRunner and its supervisor with real processes."""
 
 import asyncio
-import dataclasses
 import json
 import os
 import pathlib
@@ -47,7 +46,7 @@ time.sleep(float(sys.argv[1]))
 
 @pytest.fixture
 async def runner() -> LocalRunner:
-    """A LocalRunner whose launcher is stopped after the test."""
+    """A LocalRunner that is closed after the test."""
     started = LocalRunner(kill_grace=1)
     yield started
     await started.close()
@@ -203,7 +202,7 @@ async def test_reattach_from_a_new_runner(
     spec = make_spec(tmp_path, [sys.executable, "-c", code])
     state = json.loads(json.dumps(await runner.launch(spec)))
     assert await read_fifo(ready) == "ready"
-    # The supervisor outlives the runner and its launcher.
+    # The supervisor and the job outlive the runner.
     await runner.close()
 
     # A runner that knows only the journaled state re-adopts the job.
@@ -220,17 +219,65 @@ async def test_reattach_from_a_new_runner(
     assert await LocalRunner().reattach("job1", state)
 
 
+async def test_terminate_from_a_new_runner(
+    tmp_path: pathlib.Path, runner: LocalRunner
+) -> None:
+    fifo = make_fifo(tmp_path, "pid")
+    spec = make_spec(tmp_path, [sys.executable, "-c", FAMILY_CODE, "300", str(fifo)])
+    state = json.loads(json.dumps(await runner.launch(spec)))
+    grandchild = int(await read_fifo(fifo))
+    await runner.close()
+
+    # The supervisor of the first runner stops the job for the second.
+    second = LocalRunner(kill_grace=1)
+    try:
+        assert await second.reattach("job1", state)
+        await second.terminate("job1", state)
+        outcome = await asyncio.wait_for(
+            second.wait_finished("job1", state), STD_TIMEOUT
+        )
+    finally:
+        await second.close()
+    assert outcome.status == RunStatus.CANCELLED
+    assert outcome.exit_code == -signal.SIGTERM
+    assert await ends(grandchild)
+    assert await ends(state["supervisor_pid"])
+
+
+async def test_one_supervisor_for_concurrent_jobs(
+    tmp_path: pathlib.Path, runner: LocalRunner
+) -> None:
+    (tmp_path / "slow").mkdir()
+    (tmp_path / "quick").mkdir()
+    specs = [
+        make_spec(tmp_path / "slow", ["sleep", "300"], time_limit=0.5),
+        make_spec(tmp_path / "quick", [sys.executable, "-c", "print('done')"]),
+    ]
+    states = [await runner.launch(spec) for spec in specs]
+    assert states[0]["supervisor_pid"] == states[1]["supervisor_pid"]
+    slow, quick = await asyncio.wait_for(
+        asyncio.gather(*(runner.wait_finished("job1", state) for state in states)),
+        STD_TIMEOUT,
+    )
+    assert (quick.status, quick.exit_code) == (RunStatus.EXITED, 0)
+    assert specs[1].stdout_path.read_text() == "done\n"
+    assert (slow.status, slow.exit_code) == (RunStatus.TIMEOUT, -signal.SIGTERM)
+
+
 async def test_lost_job(tmp_path: pathlib.Path, runner: LocalRunner) -> None:
     spec = make_spec(tmp_path, ["true"])
     state = await runner.launch(spec)
     await asyncio.wait_for(runner.wait_finished("job1", state), STD_TIMEOUT)
+    # As after a restart: the supervisor has ended, and the file is gone.
+    await runner.close()
     pathlib.Path(state["exit_file"]).unlink()
     assert not await runner.reattach("job1", state)
     outcome = await runner.wait_finished("job1", state)
     assert outcome.status == RunStatus.LOST
     assert "lost during a restart" in outcome.message
 
-    # A supervisor killed while writing leaves a file that does not parse.
+    # A file that does not parse (written by hand: the supervisor renames a
+    # complete file into place).
     pathlib.Path(state["exit_file"]).write_text('{"status": "exi')
     outcome = await runner.wait_finished("job1", state)
     assert outcome.status == RunStatus.LOST
@@ -238,28 +285,24 @@ async def test_lost_job(tmp_path: pathlib.Path, runner: LocalRunner) -> None:
 
     pathlib.Path(state["exit_file"]).unlink()
 
-    # A live process that is not our supervisor (start time differs).
+    # A live process that is not our job (start time differs).
     impostor = dict(state, pid=os.getpid())
     assert not await runner.reattach("job1", impostor)
 
 
-async def test_supervisor_failure_is_logged_and_lost(
+async def test_missing_work_dir_is_refused(
     tmp_path: pathlib.Path, runner: LocalRunner
 ) -> None:
-    # The work dir is gone, so the supervisor cannot enter it.
     spec = make_spec(tmp_path, ["true"])
     spec.work_dir.rmdir()
-    spec = dataclasses.replace(spec, stderr_path=tmp_path / "err.log")
+    with pytest.raises(FileNotFoundError, match="cannot start 'true'.*/work"):
+        await runner.launch(spec)
+    # Nothing was created for it, and the supervisor serves on.
+    assert not spec.work_dir.exists()
+    spec.work_dir.mkdir()
     state = await runner.launch(spec)
     outcome = await asyncio.wait_for(runner.wait_finished("job1", state), STD_TIMEOUT)
-    assert outcome.status == RunStatus.LOST
-    # The supervisor's own traceback is in the job's stderr file.
-    text = spec.stderr_path.read_text()
-    assert text.startswith("Traceback")
-    assert (
-        f"FileNotFoundError: [Errno 2] No such file or directory: {str(spec.work_dir)!r}"
-        in text
-    )
+    assert (outcome.status, outcome.exit_code) == (RunStatus.EXITED, 0)
 
 
 async def test_silent_job_leaves_no_log_files(

@@ -95,7 +95,8 @@ async def run_server(
 
 
 def job_processes(job_id: str) -> list[int]:
-    """Pids of live processes (supervisor and job) of this job."""
+    """Pids of live processes of this job (those with its id in their
+    environment)."""
     marker = f"OCPS_JOB_ID={job_id}".encode()
     pids = []
     for entry in pathlib.Path("/proc").iterdir():
@@ -123,15 +124,41 @@ async def test_kill_9_and_recover(
     data_dir = tmp_path / "data"
     survivor_gate = tmp_path / "survivor-gate"
     victim_gate = tmp_path / "victim-gate"
-    os.mkfifo(survivor_gate)
-    os.mkfifo(victim_gate)
+    blocker_gate = tmp_path / "blocker-gate"
+    for gate in (survivor_gate, victim_gate, blocker_gate):
+        os.mkfifo(gate)
+
+    # First run: the victim's supervisor, found through the journal, is
+    # killed after the server, then the job: that job is lost for good.
+    # One supervisor serves all jobs of a server, so the other jobs are
+    # started by a second server, on a supervisor of their own.
+    async with run_server(state_dir, job_types_dir) as server:
+        async with OcpsClient(await server.url) as client:
+            victim = await client.submit("gate", {"fifo": str(victim_gate), "code": 0})
+            await wait_phase(client, victim["jobId"], "EXECUTING")
+        server.process.kill()
+        assert await server.process.wait() == -signal.SIGKILL
+    journal = Journal(state_dir / "ocps.sqlite3")
+    await journal.open()
+    try:
+        victim_state = (await journal.get(victim["jobId"])).runner_state["state"]
+    finally:
+        await journal.close()
+    os.kill(victim_state["supervisor_pid"], signal.SIGKILL)
+    victims = job_processes(victim["jobId"])
+    assert victims == [victim_state["pid"]]
+    os.kill(victims[0], signal.SIGKILL)
 
     async with run_server(state_dir, job_types_dir) as server:
         async with OcpsClient(await server.url) as client:
             survivor = await client.submit(
                 "gate", {"fifo": str(survivor_gate), "code": 17}
             )
-            victim = await client.submit("gate", {"fifo": str(victim_gate), "code": 0})
+            blocker = await client.submit(
+                "gate", {"fifo": str(blocker_gate), "code": 4}
+            )
+            await wait_phase(client, survivor["jobId"], "EXECUTING")
+            await wait_phase(client, blocker["jobId"], "EXECUTING")
             queued = await client.submit("exit_code", {"code": 3})
             held_prereq = await client.submit(
                 "exit_code", {"code": 0}, prereq_jobs=[survivor["jobId"]]
@@ -139,44 +166,32 @@ async def test_kill_9_and_recover(
             held_data = await client.submit(
                 "exit_code", {"code": 5}, wait_for=[str(data_dir / "*.dat")]
             )
-            await wait_phase(client, survivor["jobId"], "EXECUTING")
-            await wait_phase(client, victim["jobId"], "EXECUTING")
             assert (await client.get(queued["jobId"]))["phase"] == "QUEUED"
             assert (await client.get(held_prereq["jobId"]))["phase"] == "HELD"
             assert (await client.get(held_data["jobId"]))["phase"] == "HELD"
         server.process.kill()
         assert await server.process.wait() == -signal.SIGKILL
 
-    # The executing jobs outlive the server. One is then lost for good:
-    # its supervisor (found through the journal) dies first, then the job.
+    # The executing jobs outlive the server.
     assert job_processes(survivor["jobId"])
-    journal = Journal(state_dir / "ocps.sqlite3")
-    await journal.open()
-    try:
-        victim_state = (await journal.get(victim["jobId"])).runner_state["state"]
-    finally:
-        await journal.close()
-    os.kill(victim_state["pid"], signal.SIGKILL)
-    victims = job_processes(victim["jobId"])
-    assert victims
-    for pid in victims:
-        os.kill(pid, signal.SIGKILL)
+    assert job_processes(blocker["jobId"])
 
     async with run_server(state_dir, job_types_dir) as server:
-        for job in (survivor, queued, held_prereq, held_data):
+        for job in (survivor, blocker, queued, held_prereq, held_data):
             assert any(
                 f"job_id={job['jobId']} recovered" in line for line in server.lines
             )
         async with OcpsClient(await server.url) as client:
             loop = asyncio.get_running_loop()
             # Opening the FIFO completes once the re-adopted job reads it.
-            await asyncio.wait_for(
-                loop.run_in_executor(None, survivor_gate.write_text, "go"), STD_TIMEOUT
-            )
+            for gate in (survivor_gate, blocker_gate):
+                await asyncio.wait_for(
+                    loop.run_in_executor(None, gate.write_text, "go"), STD_TIMEOUT
+                )
             data_dir.mkdir()
             (data_dir / "frame.dat").write_text("data")
             ended = {}
-            for job in (survivor, victim, queued, held_prereq, held_data):
+            for job in (survivor, victim, blocker, queued, held_prereq, held_data):
                 ended[job["jobId"]] = await client.wait(
                     job["jobId"], timeout=STD_TIMEOUT
                 )
@@ -190,6 +205,8 @@ async def test_kill_9_and_recover(
     result = ended[victim["jobId"]]
     assert (result["phase"], result["exitCode"]) == ("ERROR", None)
     assert result["errorSummary"]["message"].startswith(LOST_MESSAGE)
+    result = ended[blocker["jobId"]]
+    assert (result["phase"], result["exitCode"]) == ("ERROR", 4)
     result = ended[queued["jobId"]]
     assert (result["phase"], result["exitCode"]) == ("ERROR", 3)
     result = ended[held_prereq["jobId"]]
@@ -198,3 +215,4 @@ async def test_kill_9_and_recover(
     result = ended[held_data["jobId"]]
     assert (result["phase"], result["exitCode"]) == ("ERROR", 5)
     assert job_processes(survivor["jobId"]) == []
+    assert job_processes(blocker["jobId"]) == []

@@ -19,28 +19,33 @@
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
-"""Run jobs as local processes, each under a supervisor that outlives
-OCPS.
+"""Run jobs as local processes under a supervisor that outlives OCPS.
 
-Design: re-adopt, not kill. The runner keeps one launcher process
-(``supervisor.py``, stdlib only; see that module), which forks a
-supervisor per job. A supervisor runs in its own session, runs the job's
-argv in its own process group, caps its logs, enforces its time limit and
-writes the job's exit status to ``<work_dir>/.ocps/exit.json``. The
-runner keeps no durable state: `LocalRunner.launch` returns the
-supervisor's pid and start time (field 22 of ``/proc/<pid>/stat``),
-which the job manager journals. If the OCPS server dies, even by kill -9,
-the supervisors and their jobs run on; the next server calls
-`LocalRunner.reattach`, which recognises a supervisor by pid and start
-time, waits for it to end through a pidfd watched by the event loop (no
-polling) and reads the job's real exit code from ``exit.json``. A
-supervisor that is gone without an exit file means the job was lost.
+Design: re-adopt, not kill. The runner starts one supervisor process
+(``supervisor.py``, stdlib only; see that module) in a session of its
+own. The supervisor spawns every job in its own process group, caps its
+logs, enforces its time limit and writes the job's exit status to
+``<work_dir>/.ocps/exit.json``. The runner keeps no durable state:
+`LocalRunner.launch` returns the job's pid and start time (field 22 of
+``/proc/<pid>/stat``) and its supervisor's, which the job manager
+journals.
 
-Known shortcoming: if something other than OCPS kills a supervisor, its
-job runs on unsupervised (no time limit, no log copy) while the job
-manager reports the job lost. Removing it would need a second watcher of
-the job's process group, which is not worth a process per job as long as
-only OCPS signals its supervisors.
+While both live, the supervisor reports each job's end on its stdout, so
+the server waits for nothing else. If the OCPS server dies, even by
+kill -9, the supervisor and its jobs run on; the next server calls
+`LocalRunner.reattach`, which recognises the job by pid and start time,
+waits for it to end through a pidfd watched by the event loop and then
+reads the job's real exit code from ``exit.json``. A job that is gone
+without an exit file, whose supervisor is gone too, was lost.
+
+Known shortcomings: the supervisor writes the exit file just after it
+reaps the job, and a re-adopted job's end is known from its pidfd, so
+between the two a new server checks for the file every
+``_EXIT_FILE_POLL`` seconds; removing that needs a notice from an earlier
+supervisor to a later server, which only matters after a restart. If
+something other than OCPS kills the supervisor, its jobs run on
+unsupervised (no time limit, no log copy) while the job manager reports
+them lost; `supervisor` explains why one process supervises every job.
 """
 
 __all__ = ["EXIT_FILE_NAME", "PRIVATE_DIR_NAME", "LocalRunner"]
@@ -53,8 +58,9 @@ import logging
 import os
 import pathlib
 import select
-import signal
+import socket
 import sys
+import time
 from typing import Any
 
 from . import supervisor
@@ -68,10 +74,17 @@ EXIT_FILE_NAME = "exit.json"
 
 _SUPERVISOR_PATH = pathlib.Path(supervisor.__file__).resolve()
 
+_EXIT_FILE_POLL = 0.01
+"""Seconds between checks for the exit file of a re-adopted job."""
+
+_EXIT_FILE_WAIT = 2.0
+"""Seconds to wait for the exit file of an ended job before calling it
+lost, while its supervisor lives."""
+
 _Key = tuple[int, int | None]
 
 _NO_NOTICE = "no notice"
-"""Result of an end notice that will not come: the launcher ended."""
+"""Result of an end notice that will not come: the supervisor ended."""
 
 _RUN_STATUS = {
     supervisor.STATUS_EXITED: RunStatus.EXITED,
@@ -81,14 +94,14 @@ _RUN_STATUS = {
 
 
 class LocalRunner(Runner):
-    """Run each job as a local process group under a supervisor.
+    """Run each job as a local process group under the supervisor.
 
     Parameters
     ----------
     kill_grace : `float`
         Seconds between SIGTERM and SIGKILL when a job is stopped.
     python : `str`
-        Interpreter that runs the launcher.
+        Interpreter that runs the supervisor.
     log : `logging.Logger` or `None`
         Parent logger; a child ``local_runner`` of it is used.
     """
@@ -106,47 +119,50 @@ class LocalRunner(Runner):
         self.python = python
         parent_log = log if log is not None else logging.getLogger("ocps")
         self.log = parent_log.getChild("local_runner")
-        self._launcher: asyncio.subprocess.Process | None = None
+        self._supervisor: asyncio.subprocess.Process | None = None
+        self._supervisor_ticks: int | None = None
         self._launch_lock = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
-        # Futures of the launcher's replies, in request order.
+        # Futures of the supervisor's replies, in request order.
         self._replies: collections.deque[asyncio.Future[dict[str, Any]]] = (
             collections.deque()
         )
-        # End notices of supervisors of the current launcher, by pid and
-        # start time: the exit file's text, None if it left none, or
-        # _NO_NOTICE if the launcher ended first.
+        # End notices of jobs of the current supervisor, by pid and start
+        # time: the exit file's text, or _NO_NOTICE if the supervisor
+        # ended first.
         self._notices: dict[_Key, asyncio.Future[str | None]] = {}
 
     async def close(self) -> None:
-        """Stop the launcher; supervisors and their jobs run on."""
-        launcher, self._launcher = self._launcher, None
-        if launcher is not None and launcher.returncode is None:
-            assert launcher.stdin is not None
-            launcher.stdin.close()
-            try:
-                await asyncio.wait_for(launcher.wait(), 5)
-            except TimeoutError:
-                launcher.kill()
-                await launcher.wait()
+        """Close the supervisor's stdin; it runs on until its jobs end.
+
+        If none of its jobs runs, wait (up to 5 seconds) for it to exit.
+        """
+        process, self._supervisor = self._supervisor, None
+        if process is not None and process.stdin is not None:
+            process.stdin.close()
         reader, self._reader = self._reader, None
         if reader is not None:
+            if all(notice.done() for notice in self._notices.values()):
+                try:
+                    await asyncio.wait_for(asyncio.shield(reader), 5)
+                except TimeoutError:
+                    pass
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
-            self._launcher_gone()
+        self._supervisor_gone()
 
     async def launch(self, spec: LaunchSpec) -> dict[str, Any]:
-        """Start the job under a new supervisor; see `Runner.launch`.
+        """Start the job under the supervisor; see `Runner.launch`.
 
         Raises
         ------
         OSError
             Raised if the command is not found or not executable, or the
-            supervisor cannot be started.
+            job cannot be started.
         """
         if not spec.argv:
             raise OSError(errno.EINVAL, "empty command")
-        # The launcher resolves the command and prepares the private
+        # The supervisor resolves the command and prepares the private
         # directory: file system calls there keep this event loop free.
         exit_path = spec.work_dir / PRIVATE_DIR_NAME / EXIT_FILE_NAME
         request = {
@@ -160,63 +176,76 @@ class LocalRunner(Runner):
             "kill_grace": self.kill_grace,
             "exit_file": str(exit_path),
         }
-        reply = await self._request(request)
+        reply, supervisor_pid, supervisor_ticks = await self._request(request)
         if "error" in reply:
             raise OSError(reply.get("errno", errno.EAGAIN), reply["error"])
         return {
             "pid": reply["pid"],
             "start_ticks": reply["start_ticks"],
+            "supervisor_pid": supervisor_pid,
+            "supervisor_start_ticks": supervisor_ticks,
             "exit_file": str(exit_path),
         }
 
-    async def _request(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Send one launch request to the launcher and return its reply.
+    async def _request(
+        self, request: dict[str, Any]
+    ) -> tuple[dict[str, Any], int, int | None]:
+        """Send one launch request; return the reply and the pid and start
+        time of the supervisor that answered.
 
         Requests are written in turn but not answered in lock step: the
-        launcher answers in order, so replies match the queued futures.
+        supervisor answers in order, so replies match the queued futures.
         """
         loop = asyncio.get_running_loop()
         async with self._launch_lock:
-            launcher = self._launcher
-            if launcher is None or launcher.returncode is not None:
-                launcher = await self._start_launcher()
-            assert launcher.stdin is not None
+            process = self._supervisor
+            if process is None or process.returncode is not None:
+                process = await self._start_supervisor()
+            assert process.stdin is not None
             reply: asyncio.Future[dict[str, Any]] = loop.create_future()
             self._replies.append(reply)
             try:
-                launcher.stdin.write(json.dumps(request).encode() + b"\n")
-                await launcher.stdin.drain()
+                process.stdin.write(json.dumps(request).encode() + b"\n")
+                await process.stdin.drain()
             except (ConnectionError, BrokenPipeError) as e:
                 if reply in self._replies:
                     self._replies.remove(reply)
-                raise OSError(errno.EPIPE, f"the job launcher ended: {e}") from e
-        return await reply
+                raise OSError(errno.EPIPE, f"the job supervisor ended: {e}") from e
+            ticks = self._supervisor_ticks
+        return await reply, process.pid, ticks
 
-    async def _start_launcher(self) -> asyncio.subprocess.Process:
-        """Start a launcher and the task that reads its output."""
+    async def _start_supervisor(self) -> asyncio.subprocess.Process:
+        """Start a supervisor and the task that reads its output."""
         if self._reader is not None:
-            # The previous launcher ended; its reader has seen the end.
+            # The previous supervisor ended; its reader has seen the end.
             await asyncio.gather(self._reader, return_exceptions=True)
-        launcher = await asyncio.create_subprocess_exec(
+        process = await asyncio.create_subprocess_exec(
             self.python,
             "-I",
             "-S",
             str(_SUPERVISOR_PATH),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
         )
-        self._launcher = launcher
-        self._reader = asyncio.create_task(self._read_launcher(launcher))
-        return launcher
+        self._supervisor = process
+        self._supervisor_ticks = supervisor.read_start_ticks(process.pid)
+        self._reader = asyncio.create_task(self._read_supervisor(process))
+        return process
 
-    async def _read_launcher(self, launcher: asyncio.subprocess.Process) -> None:
-        """Hand the launcher's replies and end notices to their futures
+    async def _read_supervisor(self, process: asyncio.subprocess.Process) -> None:
+        """Hand the supervisor's replies and end notices to their futures
         until its output ends."""
-        assert launcher.stdout is not None
+        assert process.stdout is not None
+        loop = asyncio.get_running_loop()
         try:
-            while line := await launcher.stdout.readline():
+            while line := await process.stdout.readline():
                 try:
                     message = json.loads(line)
+                    if "log" in message:
+                        self.log.error(message["log"])
+                        continue
                     if "ended" in message:
                         key = (message["ended"], message["start_ticks"])
                         notice = self._notices.get(key)
@@ -225,23 +254,24 @@ class LocalRunner(Runner):
                         continue
                     if "pid" in message:
                         key = (message["pid"], message["start_ticks"])
-                        loop = asyncio.get_running_loop()
                         self._notices[key] = loop.create_future()
                     reply = self._replies.popleft()
                 except (ValueError, KeyError, TypeError, IndexError) as e:
-                    self.log.error(f"unexpected output of the job launcher: {e!r}")
+                    self.log.error(f"unexpected output of the job supervisor: {e!r}")
                     continue
                 if not reply.done():
                     reply.set_result(message)
         finally:
-            self._launcher_gone()
+            self._supervisor_gone()
+        # Its output has ended, so it is ending too.
+        await process.wait()
 
-    def _launcher_gone(self) -> None:
+    def _supervisor_gone(self) -> None:
         """Fail waiting requests; waiting jobs fall back to their pidfd."""
         while self._replies:
             reply = self._replies.popleft()
             if not reply.done():
-                reply.set_exception(OSError(errno.EPIPE, "the job launcher ended"))
+                reply.set_exception(OSError(errno.EPIPE, "the job supervisor ended"))
         for notice in self._notices.values():
             if not notice.done():
                 notice.set_result(_NO_NOTICE)
@@ -252,12 +282,11 @@ class LocalRunner(Runner):
     async def wait_finished(
         self, job_id: str, runner_state: dict[str, Any]
     ) -> RunOutcome:
-        """Wait for the supervisor to end, then read the job's exit.
+        """Wait for the job to end, then read its exit.
 
-        A job of the current launcher ends with the launcher's notice,
-        which carries the exit file's text; any other job, or one whose
-        launcher ended first, through a pidfd of its supervisor and its
-        exit file.
+        A job of the current supervisor ends with the supervisor's notice,
+        which carries the exit file's text; any other job (re-adopted, or
+        whose supervisor ended first) through a pidfd and its exit file.
         """
         key = (runner_state["pid"], runner_state["start_ticks"])
         notice = self._notices.get(key)
@@ -267,72 +296,83 @@ class LocalRunner(Runner):
             if text is not _NO_NOTICE:
                 return self._parse_exit(runner_state, text)
 
-        pidfd = self._open_pidfd(runner_state)
+        pidfd = self._open_pidfd(runner_state["pid"], runner_state["start_ticks"])
         if pidfd is not None:
             try:
-                loop = asyncio.get_running_loop()
-                ended = loop.create_future()
-                loop.add_reader(pidfd, ended.set_result, None)
-                try:
-                    await ended
-                finally:
-                    loop.remove_reader(pidfd)
+                await _readable(pidfd)
             finally:
                 os.close(pidfd)
-        return self._read_outcome(job_id, runner_state)
+        return await self._wait_exit_file(runner_state)
+
+    async def _wait_exit_file(self, runner_state: dict[str, Any]) -> RunOutcome:
+        """Read the exit file of an ended job, waiting for it while its
+        supervisor lives (it writes the file just after reaping)."""
+        exit_path = pathlib.Path(runner_state["exit_file"])
+        give_up = time.monotonic() + _EXIT_FILE_WAIT
+        while True:
+            try:
+                text = exit_path.read_text()
+            except FileNotFoundError:
+                if time.monotonic() < give_up and self._supervisor_alive(runner_state):
+                    await asyncio.sleep(_EXIT_FILE_POLL)
+                    continue
+                return self._parse_exit(runner_state, None)
+            return self._parse_exit(runner_state, text)
 
     async def terminate(self, job_id: str, runner_state: dict[str, Any]) -> None:
-        """Ask the supervisor to stop the job's process group.
+        """Ask the job's supervisor to stop the job's process group.
 
         The supervisor sends SIGTERM to the group, then SIGKILL after
-        ``kill_grace`` seconds, and records the job as cancelled.
+        ``kill_grace`` seconds, and records the job as cancelled. Nothing
+        happens if the supervisor is gone.
         """
-        pidfd = self._open_pidfd(runner_state)
+        address = supervisor.control_address(
+            runner_state["supervisor_pid"], runner_state["supervisor_start_ticks"]
+        )
+        message = f"stop {runner_state['pid']} {runner_state['start_ticks']}"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.sendto(message.encode(), address)
+            except (ConnectionRefusedError, FileNotFoundError) as e:
+                self.log.warning(
+                    f"job_id={job_id} aborted but its supervisor is gone: {e}"
+                )
+
+    async def reattach(self, job_id: str, runner_state: dict[str, Any]) -> bool:
+        """Is the job still ours and running, or did it leave an exit
+        file?"""
+        pidfd = self._open_pidfd(runner_state["pid"], runner_state["start_ticks"])
+        if pidfd is not None:
+            os.close(pidfd)
+            return True
+        return pathlib.Path(runner_state["exit_file"]).is_file()
+
+    def _supervisor_alive(self, runner_state: dict[str, Any]) -> bool:
+        pidfd = self._open_pidfd(
+            runner_state["supervisor_pid"], runner_state["supervisor_start_ticks"]
+        )
         if pidfd is None:
-            return
+            return False
         try:
-            signal.pidfd_send_signal(pidfd, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+            # A readable pidfd means the process has ended.
+            return not select.select([pidfd], [], [], 0)[0]
         finally:
             os.close(pidfd)
 
-    async def reattach(self, job_id: str, runner_state: dict[str, Any]) -> bool:
-        """Is the supervisor still ours and running, or did it leave an
-        exit file?"""
-        pidfd = self._open_pidfd(runner_state)
-        if pidfd is not None:
-            try:
-                # A readable pidfd means the supervisor has ended.
-                if not select.select([pidfd], [], [], 0)[0]:
-                    return True
-            finally:
-                os.close(pidfd)
-        return pathlib.Path(runner_state["exit_file"]).is_file()
-
-    def _open_pidfd(self, runner_state: dict[str, Any]) -> int | None:
-        """Return a pidfd of the job's supervisor, or None if it is gone.
+    def _open_pidfd(self, pid: int, start_ticks: int | None) -> int | None:
+        """Return a pidfd of a process, or None if it is gone.
 
         The pidfd pins the process, so checking the start time after
         opening it rules out a reused pid.
         """
-        pid = runner_state["pid"]
         try:
             pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
             return None
-        if supervisor.read_start_ticks(pid) != runner_state["start_ticks"]:
+        if supervisor.read_start_ticks(pid) != start_ticks:
             os.close(pidfd)
             return None
         return pidfd
-
-    def _read_outcome(self, job_id: str, runner_state: dict[str, Any]) -> RunOutcome:
-        """Return the outcome recorded in the job's exit file."""
-        try:
-            text: str | None = pathlib.Path(runner_state["exit_file"]).read_text()
-        except FileNotFoundError:
-            text = None
-        return self._parse_exit(runner_state, text)
 
     def _parse_exit(self, runner_state: dict[str, Any], text: str | None) -> RunOutcome:
         """Return the outcome that an exit file's text records."""
@@ -341,7 +381,7 @@ class LocalRunner(Runner):
             return RunOutcome(
                 RunStatus.LOST,
                 message="job process lost during a restart of OCPS "
-                "(its supervisor ended without recording an exit status)",
+                "(it ended without a recorded exit status)",
             )
         try:
             data = json.loads(text)
@@ -350,3 +390,14 @@ class LocalRunner(Runner):
         except (ValueError, KeyError, TypeError) as e:
             return RunOutcome(RunStatus.LOST, message=f"unreadable {exit_path}: {e}")
         return RunOutcome(run_status, exit_code=exit_code)
+
+
+async def _readable(fd: int) -> None:
+    """Wait until the event loop sees ``fd`` readable."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    loop.add_reader(fd, ready.set_result, None)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)

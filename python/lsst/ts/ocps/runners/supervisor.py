@@ -19,42 +19,58 @@
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
-"""The job launcher and the per-job supervisors that outlive OCPS.
+"""The job supervisor: one process that runs and watches every job of a
+`LocalRunner`, and outlives OCPS.
 
-`LocalRunner` starts this file once as a plain script
-(``python -I -S supervisor.py``, standard library only) and keeps it as
-its launcher: it reads one JSON launch request per line on stdin and
-answers each with one JSON line on stdout, ``{"pid": N, "start_ticks":
-T}`` or ``{"error": "..."}``. For each request it forks a supervisor,
-which is cheap because the launcher has its modules loaded already;
-starting a fresh interpreter per job would cost more than the job
-itself for short jobs. The launcher exits when its stdin closes, for
-example when the OCPS server dies; the supervisors it forked live on.
+`LocalRunner` starts this file as a plain script (``python -I -S
+supervisor.py``, standard library only) in a session of its own. It reads
+one JSON launch request per line on stdin and answers each with one JSON
+line on stdout, ``{"pid": N, "start_ticks": T}`` for the started job or
+``{"error": "...", "errno": E}``. When a job has ended and its output is
+copied, it writes ``{"ended": N, "start_ticks": T, "exit": TEXT}`` on
+stdout, where TEXT is what it wrote into the job's exit file.
 
-A supervisor starts a new session, runs the job's argv as its child in a
-new process group with the given environment and work dir, copies the
-child's stdout and stderr into two files (keeping the first ``log_limit``
-bytes of each, 0 for all, then one line saying how many bytes were
-dropped; a file is created only once its stream has a byte to keep, so
-a silent job leaves neither), stops the child's group on SIGTERM or
-after ``time_limit`` seconds (SIGTERM, then SIGKILL after ``kill_grace``
-seconds), and when the child has ended writes ``exit_file``::
+For each job it spawns the argv (``posix_spawn``, so no copy of this
+process) in the job's work dir, in a new process group, with the given
+environment; copies the job's stdout and stderr into two files (keeping
+the first ``log_limit`` bytes of each, 0 for all, then one line saying
+how many bytes were dropped; a file is created only once its stream has
+a byte to keep, so a silent job leaves neither); stops the group after
+``time_limit`` seconds or on a stop request (SIGTERM, then SIGKILL after
+``kill_grace`` seconds); kills whatever the job left running in its group
+when its main process ends, so that nothing holds the output pipes open;
+and writes the exit file, atomically, as soon as it has reaped the job::
 
     {"status": "exited" | "timeout" | "cancelled", "exit_code": N}
 
-where N is negative for a child killed by a signal. Whatever the job left
-running in its process group is killed when its main process ends, so
-that nothing holds the output pipes open.
+where N is negative for a job killed by a signal.
+
+Stop requests come as datagrams ``stop PID START_TICKS`` on an abstract
+Unix socket named by `control_address`, from any process of this user
+(the kernel vouches for the sender's uid), so that an OCPS started after
+a crash can stop the jobs it re-adopted.
+
+When stdin closes (OCPS ended, even by kill -9) the supervisor takes no
+new jobs but supervises the ones it has, writing their exit files, and
+exits after the last one.
+
+Why one process for all jobs: forking a Python supervisor per job cost
+about 1.2 ms of CPU per job (the fork and the copy-on-write faults of
+both processes), more than running a trivial job itself. The price is a
+shared fate: if this process is killed, every job it runs loses its
+supervision (no time limit, no log copy, no exit file) and is reported
+lost, where a supervisor per job confined that to one job. Nothing in
+OCPS signals this process, which ignores SIGTERM, SIGINT and SIGHUP.
 """
 
 __all__ = [
     "STATUS_CANCELLED",
     "STATUS_EXITED",
     "STATUS_TIMEOUT",
+    "control_address",
     "find_program",
     "main",
     "read_start_ticks",
-    "supervise",
 ]
 
 import errno
@@ -62,6 +78,8 @@ import json
 import os
 import select
 import signal
+import socket
+import struct
 import sys
 import time
 from typing import Any
@@ -73,9 +91,11 @@ STATUS_TIMEOUT = "timeout"
 """Exit-file status of a job stopped for exceeding its time limit."""
 
 STATUS_CANCELLED = "cancelled"
-"""Exit-file status of a job stopped by SIGTERM to its supervisor."""
+"""Exit-file status of a job stopped by a stop request."""
 
 _CHUNK = 65536
+
+_UCRED = struct.Struct("3i")
 
 
 def read_start_ticks(pid: int) -> int | None:
@@ -93,6 +113,53 @@ def read_start_ticks(pid: int) -> int | None:
     # The command name (field 2) may hold spaces; fields resume after ")".
     fields = stat[stat.rindex(b")") + 2 :].split()
     return int(fields[19])
+
+
+def control_address(pid: int, start_ticks: int | None) -> str:
+    """Return the abstract socket address of a supervisor's stop requests.
+
+    Parameters
+    ----------
+    pid : `int`
+        The supervisor's pid.
+    start_ticks : `int` or `None`
+        Its start time, from `read_start_ticks`.
+
+    Returns
+    -------
+    address : `str`
+        The address, starting with a NUL character (abstract namespace).
+    """
+    return f"\0ocps-supervisor-{pid}-{start_ticks}"
+
+
+def find_program(program: str, search_path: str) -> str | None:
+    """Return the executable file that runs ``program``, or None.
+
+    Parameters
+    ----------
+    program : `str`
+        A path (if it holds a "/") or a name to look up.
+    search_path : `str`
+        Directories to look in, as in the PATH environment variable; an
+        empty entry is the current directory.
+
+    Returns
+    -------
+    path : `str` or `None`
+        The file, or None if there is no executable regular file.
+    """
+    if "/" in program:
+        candidates = [program]
+    else:
+        candidates = [
+            os.path.join(directory or ".", program)
+            for directory in search_path.split(os.pathsep)
+        ]
+    for candidate in candidates:
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 class _Capture:
@@ -135,6 +202,7 @@ class _Capture:
         os.write(self.file_fd, data)
 
     def close(self) -> None:
+        """Add the note of dropped bytes, if any, and close both ends."""
         if self.dropped:
             note = f"\n[ocps: output limit of {self.limit} bytes reached; "
             note += f"{self.dropped} more bytes dropped]\n"
@@ -142,6 +210,62 @@ class _Capture:
         if self.file_fd >= 0:
             os.close(self.file_fd)
         os.close(self.read_fd)
+
+
+class _Job:
+    """One running job: its process, output copies, limits and exit."""
+
+    def __init__(self, request: dict[str, Any], pid: int, out_fd: int, err_fd: int):
+        self.pid = pid
+        self.start_ticks = read_start_ticks(pid)
+        self.pidfd = os.pidfd_open(pid)
+        limit = int(request["log_limit"])
+        self.captures = {
+            out_fd: _Capture(out_fd, request["stdout"], limit),
+            err_fd: _Capture(err_fd, request["stderr"], limit),
+        }
+        self.exit_file = request["exit_file"]
+        self.kill_grace = float(request["kill_grace"])
+        time_limit = float(request["time_limit"])
+        self.deadline = time.monotonic() + time_limit if time_limit > 0 else None
+        self.kill_at: float | None = None
+        self.status = STATUS_EXITED
+        self.exit_text: str | None = None
+
+    def stop(self, status: str) -> None:
+        """Send SIGTERM to the group, SIGKILL after the grace time."""
+        if self.kill_at is None and self.exit_text is None:
+            self.status = status
+            _kill_group(self.pid, signal.SIGTERM)
+            self.kill_at = time.monotonic() + self.kill_grace
+
+    def due(self) -> float | None:
+        """Return the next time this job needs attention, if any."""
+        if self.exit_text is not None:
+            return None
+        if self.kill_at is not None:
+            return self.kill_at
+        return self.deadline
+
+    def tick(self, now: float) -> None:
+        """Act on a time limit or grace time that has passed."""
+        if self.exit_text is not None:
+            return
+        if self.kill_at is not None:
+            if now >= self.kill_at:
+                _kill_group(self.pid, signal.SIGKILL)
+                self.kill_at = self.deadline = None
+        elif self.deadline is not None and now >= self.deadline:
+            self.stop(STATUS_TIMEOUT)
+
+    def reap(self) -> None:
+        """Collect the ended job's exit and write the exit file."""
+        # End the group before reaping, so that its id stays ours.
+        _kill_group(self.pid, signal.SIGKILL)
+        exit_code = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        os.close(self.pidfd)
+        self.exit_text = f'{{"status": "{self.status}", "exit_code": {exit_code}}}'
+        _write_exit_file(self.exit_file, self.exit_text)
 
 
 def _open_append(path: str) -> int:
@@ -155,173 +279,20 @@ def _kill_group(pgid: int, signum: int) -> None:
         pass
 
 
-def _write_exit_file(path: str, status: str, exit_code: int) -> None:
-    """Write the exit file.
+def _write_exit_file(path: str, text: str) -> None:
+    """Write the exit file atomically (a new file renamed into place).
 
-    No temporary file and rename: the runner reads the file only once this
-    process has ended, so it never sees a write in progress; a supervisor
-    killed mid-write leaves a file that does not parse, which the runner
-    reports as a lost job. No fsync either: like the journal (WAL,
-    synchronous=NORMAL), this survives a crash of any process, not a
+    A reader never sees a partial file. No fsync: like the journal (WAL,
+    synchronous=NORMAL), the file survives a crash of any process, not a
     power loss.
     """
-    text = f'{{"status": "{status}", "exit_code": {int(exit_code)}}}'
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    temporary = path + ".new"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.write(fd, text.encode())
     finally:
         os.close(fd)
-
-
-def supervise(request: dict[str, Any]) -> None:
-    """Run one job to its end and write its exit file.
-
-    Parameters
-    ----------
-    request : `dict` [`str`, `typing.Any`]
-        The launch request: ``path`` (resolved executable), ``argv``,
-        ``env``, ``work_dir``, ``stdout``, ``stderr``, ``log_limit``,
-        ``time_limit``, ``kill_grace`` and ``exit_file``.
-
-    Notes
-    -----
-    Runs with SIGTERM blocked on entry (inherited from the launcher), so
-    that a stop request arriving before the handler is set is kept, not
-    fatal.
-    """
-    wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    signal.set_wakeup_fd(wake_write)
-    signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM])
-
-    out_read, out_write = os.pipe2(os.O_CLOEXEC)
-    err_read, err_write = os.pipe2(os.O_CLOEXEC)
-    limit = int(request["log_limit"])
-    captures = {
-        out_read: _Capture(out_read, request["stdout"], limit),
-        err_read: _Capture(err_read, request["stderr"], limit),
-    }
-    exit_path = request["exit_file"]
-    file_actions = [
-        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_DUP2, out_write, 1),
-        (os.POSIX_SPAWN_DUP2, err_write, 2),
-    ]
-    try:
-        pid = os.posix_spawn(
-            request["path"],
-            request["argv"],
-            request["env"],
-            file_actions=file_actions,
-            setpgroup=0,
-            setsigmask=(),
-            setsigdef=(signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE),
-        )
-    except OSError as e:
-        message = f"ocps: cannot run {request['argv'][0]!r}: {e}\n"
-        captures[err_read].write(message.encode())
-        captures[err_read].close()
-        captures[out_read].close()
-        _write_exit_file(exit_path, STATUS_EXITED, 127)
-        return
-    finally:
-        os.close(out_write)
-        os.close(err_write)
-    pidfd = os.pidfd_open(pid)
-
-    poller = select.poll()
-    for fd in (wake_read, pidfd, out_read, err_read):
-        poller.register(fd, select.POLLIN)
-    status = STATUS_EXITED
-    time_limit = float(request["time_limit"])
-    deadline = time.monotonic() + time_limit if time_limit > 0 else None
-    kill_at: float | None = None
-    exit_code: int | None = None
-    while exit_code is None or captures:
-        # Sleep until output, a signal, the child's end or a deadline.
-        due = [t for t in (deadline, kill_at) if t is not None and exit_code is None]
-        timeout_ms = None
-        if due:
-            timeout_ms = max(0, int((min(due) - time.monotonic()) * 1000) + 1)
-        events = poller.poll(timeout_ms)
-        now = time.monotonic()
-
-        stop = False
-        for fd, _ in events:
-            if fd == wake_read:
-                stop = stop or signal.SIGTERM in os.read(wake_read, 64)
-            elif fd == pidfd:
-                # End the group before reaping, so that its id stays ours.
-                _kill_group(pid, signal.SIGKILL)
-                exit_code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-                poller.unregister(pidfd)
-                os.close(pidfd)
-            elif fd in captures and not captures[fd].copy():
-                poller.unregister(fd)
-                captures.pop(fd).close()
-        if exit_code is not None:
-            continue
-
-        if deadline is not None and now >= deadline and kill_at is None:
-            status = STATUS_TIMEOUT
-            stop = True
-        if stop and kill_at is None:
-            if status == STATUS_EXITED:
-                status = STATUS_CANCELLED
-            _kill_group(pid, signal.SIGTERM)
-            kill_at = now + float(request["kill_grace"])
-        elif kill_at is not None and now >= kill_at:
-            _kill_group(pid, signal.SIGKILL)
-            kill_at = deadline = None
-    _write_exit_file(exit_path, status, exit_code)
-
-
-def _become_supervisor(request: dict[str, Any], launcher_fds: list[int]) -> None:
-    """In a freshly forked child: detach from the launcher, supervise the
-    job, and exit without returning."""
-    code = 1
-    try:
-        os.setsid()
-        signal.set_wakeup_fd(-1)
-        for fd in launcher_fds:
-            os.close(fd)
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        os.close(null)
-        os.chdir(request["work_dir"])
-        os.makedirs(os.path.dirname(request["exit_file"]), exist_ok=True)
-        supervise(request)
-        code = 0
-    except BaseException:
-        # The supervisor's own complaints go to the job's stderr file. The
-        # built-in hook prints the traceback without the traceback module,
-        # which the launcher does not import: every module it holds makes
-        # each fork dearer.
-        try:
-            log_fd = _open_append(request["stderr"])
-            os.dup2(log_fd, 2)
-            sys.excepthook(*sys.exc_info())
-            sys.stderr.flush()
-        except BaseException:
-            pass  # Nowhere left to report it; the job is reported lost.
-    finally:
-        os._exit(code)
-
-
-def _reap_children() -> list[int]:
-    """Reap every ended child; return their pids."""
-    reaped: list[int] = []
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return reaped
-        if pid == 0:
-            return reaped
-        reaped.append(pid)
+    os.rename(temporary, path)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -331,122 +302,193 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _end_notice(pid: int, start_ticks: int | None, exit_file: str) -> dict[str, Any]:
-    """Return the notice of a reaped supervisor: its exit file's text, or
-    None if it left none."""
-    try:
-        with open(exit_file, "rb") as file:
-            text: str | None = file.read().decode(errors="replace")
-    except OSError:
-        text = None
-    return {"ended": pid, "start_ticks": start_ticks, "exit": text}
+class _Supervisor:
+    """The poll loop over requests, stop datagrams and every job."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[int, _Job] = {}
+        # Every fd watched, to the job it belongs to (None for our own).
+        self.owners: dict[int, _Job | None] = {}
+        self.poller = select.poll()
+        self.replies: list[dict[str, Any]] = []
+        self.stdin_open = True
+        self.stdout_open = True
+        self.pending = b""
+
+        self.control = socket.socket(
+            socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK
+        )
+        self.control.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.control.bind(control_address(os.getpid(), read_start_ticks(os.getpid())))
+        for fd in (0, self.control.fileno()):
+            self._watch(fd, None)
+
+    def run(self) -> None:
+        """Serve until stdin has closed and the last job has ended."""
+        while self.stdin_open or self.jobs:
+            due = [t for t in map(_Job.due, self.jobs.values()) if t is not None]
+            timeout_ms = None
+            if due:
+                timeout_ms = max(0, int((min(due) - time.monotonic()) * 1000) + 1)
+            for fd, _ in self.poller.poll(timeout_ms):
+                try:
+                    self._on_ready(fd)
+                except Exception as e:
+                    # Keep supervising the other jobs; tell OCPS.
+                    self.replies.append({"log": f"supervisor error: {e!r}"})
+            now = time.monotonic()
+            for job in self.jobs.values():
+                job.tick(now)
+            self._flush()
+
+    def _watch(self, fd: int, job: _Job | None) -> None:
+        self.owners[fd] = job
+        self.poller.register(fd, select.POLLIN)
+
+    def _unwatch(self, fd: int) -> None:
+        self.poller.unregister(fd)
+        del self.owners[fd]
+
+    def _on_ready(self, fd: int) -> None:
+        if fd not in self.owners:
+            return
+        job = self.owners[fd]
+        if job is None:
+            if fd == 0:
+                self._read_requests()
+            else:
+                self._read_control()
+        elif fd == job.pidfd:
+            self._unwatch(fd)
+            job.reap()
+            self._maybe_done(job)
+        elif not job.captures[fd].copy():
+            self._unwatch(fd)
+            job.captures.pop(fd).close()
+            self._maybe_done(job)
+
+    def _maybe_done(self, job: _Job) -> None:
+        """Report a job whose exit is known and whose output is copied."""
+        if job.exit_text is None or job.captures:
+            return
+        del self.jobs[job.pid]
+        notice = {"ended": job.pid, "start_ticks": job.start_ticks}
+        self.replies.append(notice | {"exit": job.exit_text})
+
+    def _read_requests(self) -> None:
+        data = os.read(0, _CHUNK)
+        if not data:
+            self.stdin_open = False
+            self._unwatch(0)
+            return
+        *lines, self.pending = (self.pending + data).split(b"\n")
+        for line in lines:
+            try:
+                reply = self._launch(line)
+            except Exception as e:
+                reply = {"error": f"supervisor error: {e!r}", "errno": errno.EIO}
+            self.replies.append(reply)
+
+    def _read_control(self) -> None:
+        while True:
+            try:
+                data, ancillary, _, _ = self.control.recvmsg(
+                    256, socket.CMSG_SPACE(_UCRED.size)
+                )
+            except BlockingIOError:
+                return
+            uid = None
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    uid = _UCRED.unpack(value[: _UCRED.size])[1]
+            words = data.split()
+            if uid != os.getuid() or len(words) != 3 or words[0] != b"stop":
+                continue
+            job = self.jobs.get(int(words[1]))
+            if job is not None and str(job.start_ticks).encode() == words[2]:
+                job.stop(STATUS_CANCELLED)
+
+    def _launch(self, line: bytes) -> dict[str, Any]:
+        """Start one job; return the reply."""
+        try:
+            request = json.loads(line)
+            argv = list(request["argv"])
+            env = dict(request["env"])
+            path = find_program(argv[0], env.get("PATH", os.defpath))
+            work_dir = request["work_dir"]
+            exit_file = request["exit_file"]
+        except (ValueError, LookupError, TypeError, AttributeError) as e:
+            return {"error": f"bad launch request: {e!r}", "errno": errno.EINVAL}
+        if path is None:
+            message = f"command not found or not executable: {argv[0]!r}"
+            return {"error": message, "errno": errno.ENOENT}
+
+        out_read, out_write = os.pipe2(os.O_CLOEXEC)
+        err_read, err_write = os.pipe2(os.O_CLOEXEC)
+        try:
+            os.chdir(work_dir)
+            try:
+                # An exit file of an earlier run must not pass for this
+                # run's.
+                os.makedirs(os.path.dirname(exit_file), exist_ok=True)
+                try:
+                    os.unlink(exit_file)
+                except FileNotFoundError:
+                    pass
+                pid = os.posix_spawn(
+                    path,
+                    argv,
+                    env,
+                    file_actions=[
+                        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                        (os.POSIX_SPAWN_DUP2, out_write, 1),
+                        (os.POSIX_SPAWN_DUP2, err_write, 2),
+                    ],
+                    setpgroup=0,
+                    setsigmask=(),
+                    setsigdef=_DEFAULT_SIGNALS,
+                )
+            finally:
+                os.chdir("/")
+        except OSError as e:
+            os.close(out_read)
+            os.close(err_read)
+            code = e.errno or errno.EIO
+            return {"error": f"cannot start {argv[0]!r}: {e}", "errno": code}
+        finally:
+            os.close(out_write)
+            os.close(err_write)
+
+        job = _Job(request, pid, out_read, err_read)
+        self.jobs[pid] = job
+        for fd in (job.pidfd, out_read, err_read):
+            self._watch(fd, job)
+        return {"pid": pid, "start_ticks": job.start_ticks}
+
+    def _flush(self) -> None:
+        """Send the replies and notices of this round."""
+        replies, self.replies = self.replies, []
+        if not replies or not self.stdout_open:
+            return
+        text = "".join(json.dumps(reply) + "\n" for reply in replies)
+        try:
+            _write_all(1, text.encode())
+        except BrokenPipeError:
+            # OCPS is gone; the jobs' exit files remain.
+            self.stdout_open = False
 
 
-def find_program(program: str, search_path: str) -> str | None:
-    """Return the executable file that runs ``program``, or None.
-
-    Parameters
-    ----------
-    program : `str`
-        A path (if it holds a "/") or a name to look up.
-    search_path : `str`
-        Directories to look in, as in the PATH environment variable; an
-        empty entry is the current directory.
-
-    Returns
-    -------
-    path : `str` or `None`
-        The file, or None if there is no executable regular file.
-    """
-    if "/" in program:
-        candidates = [program]
-    else:
-        candidates = [
-            os.path.join(directory or ".", program)
-            for directory in search_path.split(os.pathsep)
-        ]
-    for candidate in candidates:
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-def _answer(
-    request_line: bytes,
-    launcher_fds: list[int],
-    supervisors: dict[int, tuple[int | None, str]],
-) -> dict[str, Any]:
-    """Start a supervisor for one request, add it to ``supervisors`` and
-    return the reply."""
-    try:
-        request = json.loads(request_line)
-        program = request["argv"][0]
-        path = find_program(program, request["env"].get("PATH", os.defpath))
-    except (ValueError, LookupError, TypeError, AttributeError) as e:
-        return {"error": f"bad launch request: {e!r}", "errno": errno.EINVAL}
-    if path is None:
-        message = f"command not found or not executable: {program!r}"
-        return {"error": message, "errno": errno.ENOENT}
-    request["path"] = path
-
-    # An exit file left by an earlier run of the same job must not be read
-    # as this run's. The supervisor creates the private directory.
-    try:
-        os.unlink(request["exit_file"])
-    except FileNotFoundError:
-        pass
-    try:
-        pid = os.fork()
-    except OSError as e:
-        return {"error": f"cannot start a supervisor: {e}", "errno": errno.EAGAIN}
-    if pid == 0:
-        _become_supervisor(request, launcher_fds)
-    # The child cannot be reaped before this read, so the pid is its own.
-    start_ticks = read_start_ticks(pid)
-    supervisors[pid] = (start_ticks, request["exit_file"])
-    return {"pid": pid, "start_ticks": start_ticks}
+_DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE)
+"""Signals a job starts with at their default disposition."""
 
 
 def main() -> int:
-    """Serve launch requests on stdin until it closes."""
-    # Children inherit the blocked SIGTERM; see `supervise`.
-    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    signal.set_wakeup_fd(wake_write)
-    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
-    launcher_fds = [wake_read, wake_write]
-
-    # Supervisors started here and not yet reaped: pid -> start time and
-    # exit file.
-    supervisors: dict[int, tuple[int | None, str]] = {}
-    poller = select.poll()
-    poller.register(0, select.POLLIN)
-    poller.register(wake_read, select.POLLIN)
-    pending = b""
-    try:
-        while True:
-            replies = []
-            for fd, _ in poller.poll():
-                if fd == wake_read:
-                    os.read(wake_read, 4096)
-                    for pid in _reap_children():
-                        if pid in supervisors:
-                            start_ticks, exit_file = supervisors.pop(pid)
-                            replies.append(_end_notice(pid, start_ticks, exit_file))
-                    continue
-                data = os.read(0, _CHUNK)
-                if not data:
-                    return 0
-                *lines, pending = (pending + data).split(b"\n")
-                for line in lines:
-                    replies.append(_answer(line, launcher_fds, supervisors))
-            if replies:
-                text = "".join(json.dumps(reply) + "\n" for reply in replies)
-                _write_all(1, text.encode())
-    except BrokenPipeError:
-        # The runner is gone; the supervisors live on without notices.
-        return 0
+    """Supervise jobs until stdin closes and the last job has ended."""
+    for signum in _DEFAULT_SIGNALS[:3]:
+        signal.signal(signum, signal.SIG_IGN)
+    os.chdir("/")
+    _Supervisor().run()
+    return 0
 
 
 if __name__ == "__main__":
