@@ -48,6 +48,8 @@ unsupervised (no time limit, no log copy) while the job manager reports
 them lost; `supervisor` explains why one process supervises every job.
 """
 
+from __future__ import annotations
+
 __all__ = ["EXIT_FILE_NAME", "PRIVATE_DIR_NAME", "LocalRunner"]
 
 import asyncio
@@ -59,6 +61,7 @@ import os
 import pathlib
 import select
 import socket
+import subprocess
 import sys
 import time
 from typing import Any
@@ -119,8 +122,7 @@ class LocalRunner(Runner):
         self.python = python
         parent_log = log if log is not None else logging.getLogger("ocps")
         self.log = parent_log.getChild("local_runner")
-        self._supervisor: asyncio.subprocess.Process | None = None
-        self._supervisor_ticks: int | None = None
+        self._supervisor: _SupervisorProcess | None = None
         self._launch_lock = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
         # Futures of the supervisor's replies, in request order.
@@ -138,8 +140,8 @@ class LocalRunner(Runner):
         If none of its jobs runs, wait (up to 5 seconds) for it to exit.
         """
         process, self._supervisor = self._supervisor, None
-        if process is not None and process.stdin is not None:
-            process.stdin.close()
+        if process is not None:
+            process.writer.close()
         reader, self._reader = self._reader, None
         if reader is not None:
             if all(notice.done() for notice in self._notices.values()):
@@ -199,48 +201,35 @@ class LocalRunner(Runner):
         loop = asyncio.get_running_loop()
         async with self._launch_lock:
             process = self._supervisor
-            if process is None or process.returncode is not None:
+            if process is None or process.popen.poll() is not None:
                 process = await self._start_supervisor()
-            assert process.stdin is not None
             reply: asyncio.Future[dict[str, Any]] = loop.create_future()
             self._replies.append(reply)
             try:
-                process.stdin.write(json.dumps(request).encode() + b"\n")
-                await process.stdin.drain()
+                process.writer.write(json.dumps(request).encode() + b"\n")
+                await process.writer.drain()
             except (ConnectionError, BrokenPipeError) as e:
                 if reply in self._replies:
                     self._replies.remove(reply)
                 raise OSError(errno.EPIPE, f"the job supervisor ended: {e}") from e
-            ticks = self._supervisor_ticks
-        return await reply, process.pid, ticks
+        return await reply, process.popen.pid, process.start_ticks
 
-    async def _start_supervisor(self) -> asyncio.subprocess.Process:
+    async def _start_supervisor(self) -> _SupervisorProcess:
         """Start a supervisor and the task that reads its output."""
         if self._reader is not None:
             # The previous supervisor ended; its reader has seen the end.
             await asyncio.gather(self._reader, return_exceptions=True)
-        process = await asyncio.create_subprocess_exec(
-            self.python,
-            "-I",
-            "-S",
-            str(_SUPERVISOR_PATH),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        process = await _SupervisorProcess.start(self.python)
         self._supervisor = process
-        self._supervisor_ticks = supervisor.read_start_ticks(process.pid)
         self._reader = asyncio.create_task(self._read_supervisor(process))
         return process
 
-    async def _read_supervisor(self, process: asyncio.subprocess.Process) -> None:
+    async def _read_supervisor(self, process: _SupervisorProcess) -> None:
         """Hand the supervisor's replies and end notices to their futures
         until its output ends."""
-        assert process.stdout is not None
         loop = asyncio.get_running_loop()
         try:
-            while line := await process.stdout.readline():
+            while line := await process.reader.readline():
                 try:
                     message = json.loads(line)
                     if "log" in message:
@@ -390,6 +379,61 @@ class LocalRunner(Runner):
         except (ValueError, KeyError, TypeError) as e:
             return RunOutcome(RunStatus.LOST, message=f"unreadable {exit_path}: {e}")
         return RunOutcome(run_status, exit_code=exit_code)
+
+
+class _SupervisorProcess:
+    """The supervisor process and asyncio streams on its stdin and stdout.
+
+    Not an `asyncio.subprocess.Process`: its transport kills a child that
+    still runs when it is closed or collected, and the supervisor must
+    outlive the runner.
+    """
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self.popen = popen
+        self.reader = reader
+        self.writer = writer
+        self.start_ticks = supervisor.read_start_ticks(popen.pid)
+
+    @classmethod
+    async def start(cls, python: str) -> _SupervisorProcess:
+        """Start a supervisor in a session of its own."""
+        popen = subprocess.Popen(
+            [python, "-I", "-S", str(_SUPERVISOR_PATH)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        assert popen.stdin is not None and popen.stdout is not None
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), popen.stdout
+        )
+        transport, protocol = await loop.connect_write_pipe(
+            asyncio.streams.FlowControlMixin, popen.stdin
+        )
+        writer = asyncio.StreamWriter(transport, protocol, None, loop)
+        return cls(popen, reader, writer)
+
+    async def wait(self) -> None:
+        """Wait for the process to end and reap it."""
+        try:
+            pidfd = os.pidfd_open(self.popen.pid)
+        except ProcessLookupError:
+            pass
+        else:
+            try:
+                await _readable(pidfd)
+            finally:
+                os.close(pidfd)
+        self.popen.wait()
 
 
 async def _readable(fd: int) -> None:
