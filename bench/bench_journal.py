@@ -23,9 +23,9 @@
 
 Fills a fresh journal with finished jobs (in batches, one transaction
 each), then reports the p50/p99 latency of `Journal.get` of random ids,
-of a newest-first list page with and without a phase filter, and the
-process's RSS. All calls go through the journal's worker thread, as in
-the server.
+of a newest-first list page with and without a phase filter, of the
+counts by phase and of the ids-only listing, and the process's RSS.
+All calls go through the journal's worker thread, as in the server.
 
 Usage: ``python bench/bench_journal.py [--jobs N] [--page 100]``
 """
@@ -138,6 +138,15 @@ async def main() -> None:
                 phases = [ExecutionPhase.ERROR, ExecutionPhase.ABORTED]
                 return journal.list_jobs(phases=phases, limit=args.page)
 
+            def count_by_phase() -> Awaitable[dict[ExecutionPhase, int]]:
+                return journal.count_by_phase()
+
+            def all_ids() -> Awaitable[list[str]]:
+                return journal.list_ids()
+
+            def completed_ids() -> Awaitable[list[str]]:
+                return journal.list_ids(phases=[ExecutionPhase.COMPLETED])
+
             print(
                 f"jobs={await journal.count()} fill={fill:.1f}s "
                 f"({args.jobs / fill:.0f} jobs/s) db={size_mib:.1f} MiB"
@@ -156,6 +165,9 @@ async def main() -> None:
                     args.repeat // 5,
                 ),
                 (f"list page of {args.page}, offset {args.jobs // 2}", deep_page, 20),
+                ("count by phase", count_by_phase, 20),
+                (f"ids only, all {args.jobs}", all_ids, 10),
+                ("ids only, phase=COMPLETED", completed_ids, 10),
             ):
                 p50, p99 = await timed(call, repeat)
                 print(f"{name:40s} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms")
