@@ -22,6 +22,7 @@
 """Tests of LocalRunner and its supervisor with real processes."""
 
 import asyncio
+import dataclasses
 import json
 import os
 import pathlib
@@ -314,6 +315,24 @@ async def test_silent_job_leaves_no_log_files(
     assert (outcome.status, outcome.exit_code) == (RunStatus.EXITED, 0)
     assert not spec.stdout_path.exists() and not spec.stderr_path.exists()
     assert pathlib.Path(state["exit_file"]).is_file()
+
+
+async def test_relative_command_runs_from_the_work_dir(
+    tmp_path: pathlib.Path, runner: LocalRunner
+) -> None:
+    spec = make_spec(tmp_path, ["./tool", "x"], env={"PATH": ""})
+    tool = spec.work_dir / "tool"
+    tool.write_text('#!/bin/sh\necho "tool $1 in $(pwd)"\n')
+    tool.chmod(0o755)
+    state = await runner.launch(spec)
+    outcome = await asyncio.wait_for(runner.wait_finished("job1", state), STD_TIMEOUT)
+    assert (outcome.status, outcome.exit_code) == (RunStatus.EXITED, 0)
+    assert spec.stdout_path.read_text() == f"tool x in {spec.work_dir}\n"
+    # An empty PATH entry is the work dir too.
+    spec = dataclasses.replace(spec, argv=["tool", "y"], env={"PATH": "/nowhere:"})
+    state = await runner.launch(spec)
+    await asyncio.wait_for(runner.wait_finished("job1", state), STD_TIMEOUT)
+    assert spec.stdout_path.read_text().endswith(f"tool y in {spec.work_dir}\n")
 
 
 async def test_command_not_found(tmp_path: pathlib.Path, runner: LocalRunner) -> None:

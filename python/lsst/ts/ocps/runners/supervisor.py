@@ -133,7 +133,7 @@ def control_address(pid: int, start_ticks: int | None) -> str:
     return f"\0ocps-supervisor-{pid}-{start_ticks}"
 
 
-def find_program(program: str, search_path: str) -> str | None:
+def find_program(program: str, search_path: str, cwd: str) -> str | None:
     """Return the executable file that runs ``program``, or None.
 
     Parameters
@@ -143,20 +143,25 @@ def find_program(program: str, search_path: str) -> str | None:
     search_path : `str`
         Directories to look in, as in the PATH environment variable; an
         empty entry is the current directory.
+    cwd : `str`
+        The directory the program runs in, against which relative paths
+        are resolved.
 
     Returns
     -------
     path : `str` or `None`
-        The file, or None if there is no executable regular file.
+        The file, as an absolute path if ``cwd`` is one, or None if there
+        is no executable regular file.
     """
     if "/" in program:
         candidates = [program]
     else:
         candidates = [
-            os.path.join(directory or ".", program)
+            os.path.join(directory, program)
             for directory in search_path.split(os.pathsep)
         ]
     for candidate in candidates:
+        candidate = os.path.join(cwd, candidate)
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     return None
@@ -414,8 +419,8 @@ class _Supervisor:
             request = json.loads(line)
             argv = list(request["argv"])
             env = dict(request["env"])
-            path = find_program(argv[0], env.get("PATH", os.defpath))
             work_dir = request["work_dir"]
+            path = find_program(argv[0], env.get("PATH", os.defpath), work_dir)
             exit_file = request["exit_file"]
         except (ValueError, LookupError, TypeError, AttributeError) as e:
             return {"error": f"bad launch request: {e!r}", "errno": errno.EINVAL}
