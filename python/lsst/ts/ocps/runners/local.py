@@ -41,11 +41,15 @@ without an exit file, whose supervisor is gone too, was lost.
 Known shortcomings: the supervisor writes the exit file just after it
 reaps the job, and a re-adopted job's end is known from its pidfd, so
 between the two a new server checks for the file every
-``_EXIT_FILE_POLL`` seconds; removing that needs a notice from an earlier
-supervisor to a later server, which only matters after a restart. If
-something other than OCPS kills the supervisor, its jobs run on
-unsupervised (no time limit, no log copy) while the job manager reports
-them lost; `supervisor` explains why one process supervises every job.
+``_EXIT_FILE_POLL`` seconds (for at most ``_EXIT_FILE_WAIT``); removing
+that needs a notice from an earlier supervisor to a later server, which
+only matters after a restart. If something other than OCPS kills the
+supervisor, its jobs run on unsupervised (no time limit, no log copy)
+while the job manager reports them lost; `supervisor` explains why one
+process supervises every job. A supervisor that still runs jobs when its
+runner closes is not waited for; if this process lives on, it reaps it
+only at its next `subprocess.Popen` (a zombie until then), which a
+server restarting its job manager in-process may leave for a while.
 """
 
 from __future__ import annotations
