@@ -30,6 +30,7 @@ import signal
 import sys
 
 import pytest
+from lsst.ts.ocps.runners import supervisor
 from lsst.ts.ocps.runners.base import LaunchSpec, RunStatus
 from lsst.ts.ocps.runners.local import LocalRunner
 from support.jobs import STD_TIMEOUT
@@ -263,6 +264,45 @@ async def test_one_supervisor_for_concurrent_jobs(
     assert (quick.status, quick.exit_code) == (RunStatus.EXITED, 0)
     assert specs[1].stdout_path.read_text() == "done\n"
     assert (slow.status, slow.exit_code) == (RunStatus.TIMEOUT, -signal.SIGTERM)
+
+
+# Stand-in for a per-job supervisor of an earlier ts_ocps (its state has
+# no supervisor_pid): it stops on SIGTERM and records a cancelled job.
+OLD_SUPERVISOR_CODE = """
+import signal, sys, time
+def stop(signum, frame):
+    with open(sys.argv[1], "w") as stream:
+        stream.write('{"status": "cancelled", "exit_code": -15}')
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+print("ready", flush=True)
+time.sleep(300)
+"""
+
+
+async def test_state_of_a_per_job_supervisor(
+    tmp_path: pathlib.Path, runner: LocalRunner
+) -> None:
+    exit_file = tmp_path / "exit.json"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        OLD_SUPERVISOR_CODE,
+        str(exit_file),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert await process.stdout.readline() == b"ready\n"
+    state = {
+        "pid": process.pid,
+        "start_ticks": supervisor.read_start_ticks(process.pid),
+        "exit_file": str(exit_file),
+    }
+    assert await runner.reattach("job1", state)
+    await runner.terminate("job1", state)
+    outcome = await asyncio.wait_for(runner.wait_finished("job1", state), STD_TIMEOUT)
+    assert (outcome.status, outcome.exit_code) == (RunStatus.CANCELLED, -15)
+    assert await process.wait() == 0
 
 
 async def test_lost_job(tmp_path: pathlib.Path, runner: LocalRunner) -> None:

@@ -64,6 +64,7 @@ import logging
 import os
 import pathlib
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -319,6 +320,16 @@ class LocalRunner(Runner):
         ``kill_grace`` seconds, and records the job as cancelled. Nothing
         happens if the supervisor is gone.
         """
+        if "supervisor_pid" not in runner_state:
+            # Journaled by a per-job supervisor (before ts_ocps had one
+            # for all jobs), which stops its job on SIGTERM.
+            pidfd = self._open_pidfd(runner_state["pid"], runner_state["start_ticks"])
+            if pidfd is not None:
+                try:
+                    signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+                finally:
+                    os.close(pidfd)
+            return
         address = supervisor.control_address(
             runner_state["supervisor_pid"], runner_state["supervisor_start_ticks"]
         )
@@ -341,6 +352,10 @@ class LocalRunner(Runner):
         return pathlib.Path(runner_state["exit_file"]).is_file()
 
     def _supervisor_alive(self, runner_state: dict[str, Any]) -> bool:
+        if "supervisor_pid" not in runner_state:
+            # A per-job supervisor of old, whose pid was the job's "pid":
+            # it wrote the exit file before it ended.
+            return False
         pidfd = self._open_pidfd(
             runner_state["supervisor_pid"], runner_state["supervisor_start_ticks"]
         )
