@@ -51,7 +51,7 @@ from typing import Any
 
 import yaml
 from lsst.ts.ocps import sal
-from lsst.ts.ocps.ocps_csc import OcpsCsc
+from lsst.ts.ocps.csc.ocps_csc import OcpsCsc
 from lsst.ts.ocps.sal.testing import set_test_environment
 
 REPO_DIR = pathlib.Path(__file__).resolve().parents[1]

@@ -38,8 +38,8 @@ import statistics
 import tempfile
 import time
 
-from lsst.ts.ocps.job_types import JobTypeRegistry
-from lsst.ts.ocps.triggers import WATCH_STEP, wait_for_paths
+from lsst.ts.ocps.jobs.job_types import JobTypeRegistry
+from lsst.ts.ocps.jobs.triggers import WATCH_STEP, wait_for_paths
 
 REPO_DIR = pathlib.Path(__file__).resolve().parents[1]
 

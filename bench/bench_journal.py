@@ -42,7 +42,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from lsst.ts.ocps.journal import Journal
+from lsst.ts.ocps.jobs.journal import Journal
 from lsst.ts.ocps.models import (
     ErrorSummary,
     ExecutionPhase,

@@ -48,8 +48,8 @@ import sys
 import tempfile
 import time
 
-from lsst.ts.ocps.job_manager import JobManager, ManagerConfig
-from lsst.ts.ocps.job_types import JobTypeRegistry
+from lsst.ts.ocps.jobs.job_manager import JobManager, ManagerConfig
+from lsst.ts.ocps.jobs.job_types import JobTypeRegistry
 from lsst.ts.ocps.models import ExecutionPhase
 from lsst.ts.ocps.pipetask import build_pipetask_argv, parse_config
 

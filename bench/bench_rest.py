@@ -45,7 +45,7 @@ import time
 import uuid
 
 import aiohttp
-from lsst.ts.ocps.journal import JOURNAL_FILE_NAME, Journal
+from lsst.ts.ocps.jobs.journal import JOURNAL_FILE_NAME, Journal
 from lsst.ts.ocps.models import ExecutionPhase, Job, JobResult
 
 REPO_DIR = pathlib.Path(__file__).resolve().parents[1]

@@ -41,8 +41,8 @@ import statistics
 import tempfile
 import time
 
-from lsst.ts.ocps.job_manager import JobManager, ManagerConfig
-from lsst.ts.ocps.job_types import JobTypeRegistry
+from lsst.ts.ocps.jobs.job_manager import JobManager, ManagerConfig
+from lsst.ts.ocps.jobs.job_types import JobTypeRegistry
 from lsst.ts.ocps.models import ExecutionPhase, Job
 
 TRUE_TYPE = {

@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 from lsst.ts.ocps.cli import parse_param
-from lsst.ts.ocps.client import OcpsClient
+from lsst.ts.ocps.rest.client import OcpsClient
 from support.rest import OCPS_SCRIPT, open_gate, run_ocps
 
 STD_TIMEOUT = 60

@@ -23,7 +23,7 @@
 """Tests of the REST client against a real server on loopback."""
 
 import pytest
-from lsst.ts.ocps.client import ClientError, OcpsClient
+from lsst.ts.ocps.rest.client import ClientError, OcpsClient
 from support.rest import RestServer
 
 

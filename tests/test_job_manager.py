@@ -37,15 +37,15 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from lsst.ts.ocps import job_manager as job_manager_module
 from lsst.ts.ocps.exceptions import (
     JobNotFoundError,
     JobStateError,
     ParameterError,
     UnknownJobTypeError,
 )
-from lsst.ts.ocps.job_manager import JobManager, ManagerConfig
-from lsst.ts.ocps.journal import Journal
+from lsst.ts.ocps.jobs import job_manager as job_manager_module
+from lsst.ts.ocps.jobs.job_manager import JobManager, ManagerConfig
+from lsst.ts.ocps.jobs.journal import Journal
 from lsst.ts.ocps.models import ErrorType, ExecutionPhase, Job, JobResult
 from lsst.ts.ocps.runners.base import LaunchSpec, Runner, RunOutcome, RunStatus
 from lsst.ts.ocps.runners.slurm_cli import SlurmUnavailableError

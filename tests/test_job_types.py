@@ -16,7 +16,7 @@ from lsst.ts.ocps.exceptions import (
     ParameterError,
     UnknownJobTypeError,
 )
-from lsst.ts.ocps.job_types import (
+from lsst.ts.ocps.jobs.job_types import (
     JOB_TYPE_SCHEMA_PATH,
     JobType,
     JobTypeRegistry,
@@ -596,7 +596,7 @@ async def test_loads_from_any_working_directory(tmp_path: pathlib.Path) -> None:
     # The schema is found next to the package, not in the current directory.
     code = (
         "import sys\n"
-        "from lsst.ts.ocps.job_types import JobTypeRegistry\n"
+        "from lsst.ts.ocps.jobs.job_types import JobTypeRegistry\n"
         "print(','.join(JobTypeRegistry.from_directory(sys.argv[1])))\n"
     )
     stdout = await run([sys.executable, "-c", code, str(SHIPPED_DIR)], tmp_path, {})

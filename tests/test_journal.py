@@ -30,7 +30,7 @@ import sys
 
 import pytest
 from lsst.ts.ocps.exceptions import JobNotFoundError, JobStateError, OcpsError
-from lsst.ts.ocps.journal import SCHEMA_VERSION, Journal
+from lsst.ts.ocps.jobs.journal import SCHEMA_VERSION, Journal
 from lsst.ts.ocps.models import (
     ErrorSummary,
     ErrorType,
@@ -252,7 +252,7 @@ async def test_write_survives_kill_9(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "ocps.sqlite3"
     code = f"""
 import asyncio, os, signal, sys
-from lsst.ts.ocps.journal import Journal
+from lsst.ts.ocps.jobs.journal import Journal
 from lsst.ts.ocps.models import ExecutionPhase, Job
 
 async def main():

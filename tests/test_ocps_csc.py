@@ -8,8 +8,8 @@ import pathlib
 import aiohttp
 import pytest
 from lsst.ts.ocps import sal
+from lsst.ts.ocps.csc.ocps_csc import OcpsCsc
 from lsst.ts.ocps.models import ExecutionPhase
-from lsst.ts.ocps.ocps_csc import OcpsCsc
 from support.csc import (
     STD_TIMEOUT,
     csc_env,

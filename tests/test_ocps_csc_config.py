@@ -7,8 +7,8 @@ import sys
 import pytest
 import redis.asyncio
 from lsst.ts.ocps import sal
-from lsst.ts.ocps.csc_config import DEFAULT_CONFIG_DIR
-from lsst.ts.ocps.ocps_csc import OcpsCsc
+from lsst.ts.ocps.csc.ocps_csc import OcpsCsc
+from lsst.ts.ocps.csc.settings import DEFAULT_CONFIG_DIR
 from lsst.ts.ocps.sal.testing import check_bin_script, make_csc
 from support.csc import (
     CONFIGS_DIR,

@@ -30,20 +30,24 @@ import types
 import jsonschema
 import pytest
 import yaml
-from lsst.ts.ocps.config_schema import CONFIG_SCHEMA
-from lsst.ts.ocps.csc_config import (
+from lsst.ts.ocps.csc.config_schema import CONFIG_SCHEMA
+from lsst.ts.ocps.csc.execute_request import (
+    ExecuteRequest,
+    build_parameters,
+    split_list,
+)
+from lsst.ts.ocps.csc.job_report import exit_code_for, make_job_report
+from lsst.ts.ocps.csc.settings import (
     DEFAULT_CONFIG_DIR,
-    DEFAULT_JOB_TYPES_DIR,
     CscSettings,
     SalIndex,
     select_instance,
 )
+from lsst.ts.ocps.csc.simulator import SimulatedJobs
 from lsst.ts.ocps.exceptions import JobNotFoundError, JobStateError, ParameterError
-from lsst.ts.ocps.execute_request import ExecuteRequest, build_parameters, split_list
-from lsst.ts.ocps.job_report import exit_code_for, make_job_report
-from lsst.ts.ocps.job_types import JobTypeRegistry
+from lsst.ts.ocps.jobs.job_types import JobTypeRegistry
 from lsst.ts.ocps.models import ErrorSummary, ExecutionPhase, Job, JobResult
-from lsst.ts.ocps.simulator import SimulatedJobs
+from lsst.ts.ocps.paths import DEFAULT_JOB_TYPES_DIR
 
 DATA_DIR = pathlib.Path(__file__).parent / "data"
 CONFIGS_DIR = DATA_DIR / "csc_configs"

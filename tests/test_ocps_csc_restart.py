@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from lsst.ts.ocps import sal
-from lsst.ts.ocps.ocps_csc import OcpsCsc
+from lsst.ts.ocps.csc.ocps_csc import OcpsCsc
 from lsst.ts.ocps.sal.testing import set_summary_state
 from support.csc import (
     CONFIGS_DIR,

@@ -28,7 +28,7 @@ import aiohttp
 import openapi_spec_validator
 import pytest
 import yaml
-from lsst.ts.ocps.rest_api import API_PREFIX, OPENAPI_PATH, create_app
+from lsst.ts.ocps.rest.app import API_PREFIX, OPENAPI_PATH, create_app
 from support.rest import OpenApiValidator
 
 PART_ROUTE = "/job/{job_id}/{part}"

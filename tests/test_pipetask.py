@@ -35,7 +35,7 @@ import sys
 
 import pytest
 from lsst.ts.ocps import ExecutionPhase, Job, ParameterError
-from lsst.ts.ocps.triggers import wait_for_paths
+from lsst.ts.ocps.jobs.triggers import wait_for_paths
 from support.butler import DETECTORS, PipetaskSetup, input_array, read_arrays
 
 STD_TIMEOUT = 120
@@ -103,12 +103,12 @@ def test_server_does_not_import_pipelines() -> None:
     """The OCPS server side imports no Science Pipelines package."""
     modules = [
         "lsst.ts.ocps",
-        "lsst.ts.ocps.job_manager",
-        "lsst.ts.ocps.job_types",
-        "lsst.ts.ocps.journal",
+        "lsst.ts.ocps.jobs.job_manager",
+        "lsst.ts.ocps.jobs.job_types",
+        "lsst.ts.ocps.jobs.journal",
         "lsst.ts.ocps.runners.local",
-        "lsst.ts.ocps.triggers",
-        "lsst.ts.ocps.rest_api",
+        "lsst.ts.ocps.jobs.triggers",
+        "lsst.ts.ocps.rest.app",
         "lsst.ts.ocps.cli",
         "lsst.ts.ocps.pipetask",
         "lsst.ts.ocps.pipetask.options",

@@ -36,7 +36,7 @@ import sys
 
 import pytest
 from lsst.ts.ocps import ParameterError
-from lsst.ts.ocps.job_types import JobTypeRegistry
+from lsst.ts.ocps.jobs.job_types import JobTypeRegistry
 from lsst.ts.ocps.pipetask import (
     OPTION_RULES,
     build_pipetask_argv,

@@ -5,9 +5,8 @@ import logging
 
 import pytest
 import redis.asyncio
-
 from lsst.ts.ocps import ParameterError
-from lsst.ts.ocps.rapid_analysis import (
+from lsst.ts.ocps.csc.rapid_analysis import (
     RapidAnalysisBackend,
     RedisSettings,
     parse_work_items,

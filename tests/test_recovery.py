@@ -31,9 +31,9 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 
-from lsst.ts.ocps.client import OcpsClient
-from lsst.ts.ocps.job_manager import LOST_MESSAGE
-from lsst.ts.ocps.journal import Journal
+from lsst.ts.ocps.jobs.job_manager import LOST_MESSAGE
+from lsst.ts.ocps.jobs.journal import Journal
+from lsst.ts.ocps.rest.client import OcpsClient
 from support.jobs import STD_TIMEOUT
 
 _SERVE_CODE = "import sys; from lsst.ts.ocps.cli import main; sys.exit(main())"

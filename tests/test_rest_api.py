@@ -34,9 +34,9 @@ import aiohttp
 import pytest
 import yaml
 import yarl
-from lsst.ts.ocps.client import ClientError, OcpsClient
 from lsst.ts.ocps.models import ExecutionPhase, parse_time
-from lsst.ts.ocps.rest_api import OPENAPI_PATH
+from lsst.ts.ocps.rest.app import OPENAPI_PATH
+from lsst.ts.ocps.rest.client import ClientError, OcpsClient
 from support.rest import RestServer, ValidatingResponse, open_gate
 
 STD_TIMEOUT = 60

@@ -26,7 +26,7 @@ import pathlib
 
 import aiohttp
 import pytest
-from lsst.ts.ocps.rest_logs import _tail_offset
+from lsst.ts.ocps.rest.logs import _tail_offset
 from support.rest import RestServer
 
 

@@ -31,8 +31,8 @@ from typing import Any
 import pytest
 import yaml
 from lsst.ts.ocps import sal
-from lsst.ts.ocps.csc_config import CscSettings
-from lsst.ts.ocps.ocps_csc import OcpsCsc
+from lsst.ts.ocps.csc.ocps_csc import OcpsCsc
+from lsst.ts.ocps.csc.settings import CscSettings
 from lsst.ts.ocps.runners.local import LocalRunner
 from lsst.ts.ocps.runners.registry import (
     RunnerSettings,

@@ -28,7 +28,7 @@ import socket
 import sys
 from typing import Any
 
-from lsst.ts.ocps.job_manager import JobManager, ManagerConfig
+from lsst.ts.ocps.jobs.job_manager import JobManager, ManagerConfig
 from lsst.ts.ocps.models import ExecutionPhase as Phase
 from lsst.ts.ocps.models import Job
 from lsst.ts.ocps.runners.slurm import SlurmRunner

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 
 import pytest
 from lsst.ts.ocps.exceptions import ParameterError
-from lsst.ts.ocps.triggers import (
+from lsst.ts.ocps.jobs.triggers import (
     check_patterns,
     match_patterns,
     nearest_directory,

@@ -56,8 +56,8 @@ import sys
 from collections.abc import AsyncIterator
 
 import pytest
-from lsst.ts.ocps.job_manager import JobManager, ManagerConfig
-from lsst.ts.ocps.job_types import JobTypeRegistry
+from lsst.ts.ocps.jobs.job_manager import JobManager, ManagerConfig
+from lsst.ts.ocps.jobs.job_types import JobTypeRegistry
 
 from .rest import abort_active_and_close
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from lsst.ts.ocps import sal
-from lsst.ts.ocps.ocps_csc import OcpsCsc
+from lsst.ts.ocps.csc.ocps_csc import OcpsCsc
 from lsst.ts.ocps.sal.testing import CscHarness, make_test_subname
 
 from .sal import make_quick_harness

@@ -42,8 +42,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from lsst.ts.ocps.job_manager import JobManager, ManagerConfig
-from lsst.ts.ocps.job_types import JobTypeRegistry
+from lsst.ts.ocps.jobs.job_manager import JobManager, ManagerConfig
+from lsst.ts.ocps.jobs.job_types import JobTypeRegistry
 from lsst.ts.ocps.models import ACTIVE_PHASES
 
 STD_TIMEOUT = 30

@@ -64,7 +64,7 @@ import referencing
 import referencing.jsonschema
 import yaml
 from aiohttp import web
-from lsst.ts.ocps.rest_api import API_PREFIX, OPENAPI_PATH, create_app, start_server
+from lsst.ts.ocps.rest.app import API_PREFIX, OPENAPI_PATH, create_app, start_server
 
 _DOC_URI = "urn:ocps:openapi"
 
@@ -236,8 +236,8 @@ async def rest_manager(
 ) -> AsyncIterator[Any]:
     """A started `JobManager` on ``tmp_path``; active jobs are aborted at
     the end so no process outlives the test."""
-    from lsst.ts.ocps.job_manager import JobManager, ManagerConfig
-    from lsst.ts.ocps.job_types import JobTypeRegistry
+    from lsst.ts.ocps.jobs.job_manager import JobManager, ManagerConfig
+    from lsst.ts.ocps.jobs.job_types import JobTypeRegistry
 
     config = ManagerConfig(
         state_dir=tmp_path / "state",
@@ -630,7 +630,7 @@ async def make_ocps_serve(
 async def _abort_active(server: OcpsServe) -> None:
     """Abort the server's active jobs, so that no job outlives a test
     (``ocps serve`` leaves running jobs to be re-adopted on restart)."""
-    from lsst.ts.ocps.client import ClientError, OcpsClient
+    from lsst.ts.ocps.rest.client import ClientError, OcpsClient
 
     token = server.token
     async with OcpsClient(server.url, token=token) as client:

@@ -23,7 +23,7 @@
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_JOB_TYPES_DIR", "DEFAULT_URL", "main", "parse_param"]
+__all__ = ["DEFAULT_URL", "main", "parse_param"]
 
 import argparse
 import asyncio
@@ -36,19 +36,15 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .client import ClientError, OcpsClient
 from .exceptions import JobTypeError, OcpsError
+from .paths import DEFAULT_JOB_TYPES_DIR
+from .rest.client import ClientError, OcpsClient
 
 if TYPE_CHECKING:
     from .runners.registry import RunnerSettings
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 """Server address used when neither ``--url`` nor ``OCPS_URL`` is set."""
-
-DEFAULT_JOB_TYPES_DIR = (
-    pathlib.Path(__file__).resolve().parents[4] / "config" / "job_types"
-)
-"""The repository's example job types, served by default."""
 
 _log = logging.getLogger("ocps.cli")
 
@@ -423,7 +419,7 @@ async def _run_remote(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _validate(args: argparse.Namespace, out: TextIO) -> int:
-    from .job_types import validate_directory
+    from .jobs.job_types import validate_directory
 
     problems = validate_directory(args.directory)
     if args.json:
@@ -501,9 +497,9 @@ def _runner_settings(args: argparse.Namespace) -> RunnerSettings:
 
 async def _serve(args: argparse.Namespace) -> int:
     """Run the job server until SIGTERM or SIGINT."""
-    from .job_manager import JobManager, ManagerConfig
-    from .job_types import JobTypeRegistry
-    from .rest_api import create_app, load_token, start_server
+    from .jobs.job_manager import JobManager, ManagerConfig
+    from .jobs.job_types import JobTypeRegistry
+    from .rest.app import create_app, load_token, start_server
     from .runners.registry import make_runners
 
     try:

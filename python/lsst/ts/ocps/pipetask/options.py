@@ -734,7 +734,7 @@ def preprocess(job_type: Any, parameters: Mapping[str, Any]) -> dict[str, Any]:
 
     Parameters
     ----------
-    job_type : `lsst.ts.ocps.job_types.JobType`
+    job_type : `lsst.ts.ocps.jobs.job_types.JobType`
         The job type (unused).
     parameters : `collections.abc.Mapping` [`str`, `typing.Any`]
         Parameters already validated against the type's JSON Schema.

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 __all__ = [
     "DEFAULT_CONFIG_DIR",
-    "DEFAULT_JOB_TYPES_DIR",
     "CscSettings",
     "InstanceSettings",
     "ManagerSettings",
@@ -41,20 +40,16 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any
 
+from ..paths import CONFIG_DIR, DEFAULT_JOB_TYPES_DIR
+from ..runners.registry import RunnerSettings, SlurmSettings
 from .config_schema import CONFIG_SCHEMA, UNUSED_INSTANCE_KEYS
-from .runners.registry import RunnerSettings, SlurmSettings
 
-_REPO_ROOT = pathlib.Path(__file__).resolve().parents[4]
-
-DEFAULT_CONFIG_DIR = _REPO_ROOT / "config" / "csc"
+DEFAULT_CONFIG_DIR = CONFIG_DIR / "csc"
 """Configuration directory used when ``--configdir`` is not given.
 
 The package is installed in editable mode, so this is the ``config/csc``
 directory of the source tree.
 """
-
-DEFAULT_JOB_TYPES_DIR = _REPO_ROOT / "config" / "job_types"
-"""Job-type directory used when ``job_types_dir`` is empty."""
 
 STATE_DIR_ENV_VAR = "OCPS_STATE_DIR"
 """Environment variable naming the parent of per-index state dirs."""

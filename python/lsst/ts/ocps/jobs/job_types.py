@@ -53,14 +53,14 @@ from typing import Any
 import jsonschema
 import jsonschema.exceptions
 
-from . import templates
-from .exceptions import (
+from ..exceptions import (
     JobTypeError,
     JobTypeProblem,
     OcpsError,
     ParameterError,
     UnknownJobTypeError,
 )
+from . import templates
 from .job_type_files import (
     JOB_TYPE_SCHEMA_PATH,
     ParameterValidator,

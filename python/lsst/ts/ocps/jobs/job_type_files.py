@@ -47,8 +47,9 @@ import jsonschema.exceptions
 import jsonschema.validators
 import yaml
 
-from .exceptions import JobTypeProblem, OcpsError
-from .runners.registry import check_runner_options
+from ..exceptions import JobTypeProblem, OcpsError
+from ..paths import SCHEMA_DIR
+from ..runners.registry import check_runner_options
 from .templates import parse_template, placeholder_names
 
 DEFAULTS: dict[str, Any] = {
@@ -65,9 +66,7 @@ DEFAULTS: dict[str, Any] = {
 ``runner`` is the default of `check_file`; a service may configure
 another one."""
 
-JOB_TYPE_SCHEMA_PATH = (
-    pathlib.Path(__file__).resolve().parents[4] / "schema" / "job_type.schema.yaml"
-)
+JOB_TYPE_SCHEMA_PATH = SCHEMA_DIR / "job_type.schema.yaml"
 """The JSON Schema of a job-type file: ``schema/`` next to ``python/``.
 
 The package is used from its source tree (an editable install), so the

@@ -43,7 +43,7 @@ from collections.abc import Sequence
 
 import watchfiles
 
-from .exceptions import ParameterError
+from ..exceptions import ParameterError
 
 _log = logging.getLogger("ocps.triggers")
 

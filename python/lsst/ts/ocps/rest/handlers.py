@@ -42,15 +42,15 @@ from typing import Any
 
 from aiohttp import web
 
-from . import __version__
-from .exceptions import (
+from .. import __version__
+from ..exceptions import (
     JobNotFoundError,
     JobStateError,
     ParameterError,
     UnknownJobTypeError,
 )
-from .models import ACTIVE_PHASES, TERMINAL_PHASES, ExecutionPhase, Job, parse_time
-from .rest_requests import (
+from ..models import ACTIVE_PHASES, TERMINAL_PHASES, ExecutionPhase, Job, parse_time
+from .request_checks import (
     POST_FIELDS,
     PUT_FIELDS,
     check_fields,

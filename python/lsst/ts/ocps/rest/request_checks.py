@@ -51,9 +51,9 @@ from typing import Any
 
 from aiohttp import web
 
-from .exceptions import ParameterError
-from .job_manager import JOB_ID_PATTERN, JobManager
-from .models import ExecutionPhase
+from ..exceptions import ParameterError
+from ..jobs.job_manager import JOB_ID_PATTERN, JobManager
+from ..models import ExecutionPhase
 
 MANAGER_KEY = web.AppKey("manager", JobManager)
 """App key of the `JobManager` shared by the handlers."""

@@ -45,11 +45,12 @@ from collections.abc import Awaitable, Callable
 import yaml
 from aiohttp import web
 
-from . import rest_handlers
-from .exceptions import OcpsError, ParameterError
-from .job_manager import JOB_ID_PATTERN, JobManager
-from .rest_logs import FOLLOWERS_KEY, end_follows, get_job_log
-from .rest_requests import MANAGER_KEY
+from ..exceptions import OcpsError, ParameterError
+from ..jobs.job_manager import JOB_ID_PATTERN, JobManager
+from ..paths import SCHEMA_DIR
+from . import handlers
+from .logs import FOLLOWERS_KEY, end_follows, get_job_log
+from .request_checks import MANAGER_KEY
 
 API_PREFIX = "/api/v1"
 """Path prefix of every route of the job API."""
@@ -60,7 +61,7 @@ DEFAULT_MAX_BODY = 2**20
 TOKEN_ENV_VAR = "OCPS_API_TOKEN"
 """Environment variable holding the bearer token of mutating calls."""
 
-OPENAPI_PATH = pathlib.Path(__file__).resolve().parents[4] / "schema" / "openapi.yaml"
+OPENAPI_PATH = SCHEMA_DIR / "openapi.yaml"
 """The OpenAPI document served as ``/api/v1/openapi.json``.
 
 It is read from the source tree, which a built wheel does not hold; there
@@ -208,7 +209,6 @@ def create_app(
         _log.warning("OpenAPI document not served: %s", e)
 
     prefix = API_PREFIX
-    handlers = rest_handlers
     app.router.add_put(f"{prefix}/job", handlers.put_job)
     app.router.add_post(f"{prefix}/job", handlers.post_job)
     app.router.add_get(f"{prefix}/job", handlers.list_jobs)

@@ -36,11 +36,11 @@ from typing import Any
 
 import aiohttp
 
-from .models import TERMINAL_PHASES, format_time
+from ..models import TERMINAL_PHASES, format_time
 
 _API_PREFIX = "/api/v1"
-"""Path prefix of the job API; the same as `rest_api.API_PREFIX`, which is
-not imported so that a client does not load the server's modules."""
+"""Path prefix of the job API; the same as ``app.API_PREFIX``, which is not
+imported so that a client does not load the server's modules."""
 
 
 class ClientError(Exception):

@@ -35,8 +35,8 @@ import sqlite3
 from collections.abc import Callable, Collection, Iterable
 from typing import Any, TypeVar
 
-from .exceptions import JobNotFoundError, JobStateError, OcpsError
-from .models import (
+from ..exceptions import JobNotFoundError, JobStateError, OcpsError
+from ..models import (
     ACTIVE_PHASES,
     TERMINAL_PHASES,
     ErrorSummary,

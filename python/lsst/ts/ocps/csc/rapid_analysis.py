@@ -31,7 +31,7 @@ from collections.abc import Mapping
 
 import redis.asyncio
 
-from .exceptions import ParameterError
+from ..exceptions import ParameterError
 
 DEFAULT_REDIS_PORT = 6379
 """Port used when ``REDIS_PORT`` is not set."""

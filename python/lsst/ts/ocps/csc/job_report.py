@@ -40,7 +40,7 @@ import signal
 from collections.abc import Mapping
 from typing import Any
 
-from .models import ExecutionPhase, Job
+from ..models import ExecutionPhase, Job
 
 ABORTED_EXIT_CODE = 255
 """``job_result.exit_code`` of an aborted job (what callers expect)."""

@@ -29,8 +29,8 @@ import dataclasses
 import re
 from typing import Any
 
-from .csc_config import InstanceSettings
-from .exceptions import ParameterError
+from ..exceptions import ParameterError
+from .settings import InstanceSettings
 
 JOB_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 """What a job id looks like (the job manager's rule)."""

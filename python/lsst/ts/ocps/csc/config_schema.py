@@ -32,10 +32,9 @@ They are still accepted so that ``dm_config_ocps`` files keep working; the
 CSC logs that it ignores them.
 """
 
-CONFIG_SCHEMA = yaml.safe_load(
-    """
+CONFIG_SCHEMA = yaml.safe_load("""
 $schema: http://json-schema.org/draft-07/schema#
-$id: https://github.com/lsst-ts/ts_ocps/blob/main/python/lsst/ts/ocps/config_schema.py
+$id: https://github.com/lsst-ts/ts_ocps/blob/main/python/lsst/ts/ocps/csc/config_schema.py
 title: OCPS v5
 description: >-
   Configuration of the OCPS CSC and its embedded job manager. A superset
@@ -203,5 +202,4 @@ properties:
     default: 10
 required: [instances]
 additionalProperties: false
-"""
-)
+""")

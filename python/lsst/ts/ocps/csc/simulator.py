@@ -31,9 +31,9 @@ import enum
 from collections.abc import Callable
 from typing import Any
 
-from .exceptions import JobNotFoundError, JobStateError, ParameterError
+from ..exceptions import JobNotFoundError, JobStateError, ParameterError
+from ..sal.tai import current_tai
 from .job_report import ABORTED_EXIT_CODE, FAILED_EXIT_CODE, JobReport
-from .sal.tai import current_tai
 
 
 class SimulatedPipeline(enum.StrEnum):

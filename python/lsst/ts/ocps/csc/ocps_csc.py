@@ -99,24 +99,24 @@ from typing import Any
 
 from aiohttp import web
 
-from . import __version__, sal
+from .. import __version__, sal
+from ..exceptions import JobNotFoundError, JobStateError, OcpsError, ParameterError
+from ..jobs.job_manager import JobManager, ManagerConfig
+from ..jobs.job_types import JobTypeRegistry
+from ..models import ACTIVE_PHASES, ExecutionPhase, Job
+from ..rest.app import create_app, start_server
+from ..runners.registry import make_runners
 from .config_schema import CONFIG_SCHEMA
-from .csc_config import (
+from .execute_request import ExecuteRequest, build_parameters
+from .job_report import JobReport, describe_job
+from .rapid_analysis import RapidAnalysisBackend, RedisSettings
+from .settings import (
     DEFAULT_CONFIG_DIR,
     CscSettings,
     ManagerSettings,
     RestSettings,
     SalIndex,
 )
-from .exceptions import JobNotFoundError, JobStateError, OcpsError, ParameterError
-from .execute_request import ExecuteRequest, build_parameters
-from .job_manager import JobManager, ManagerConfig
-from .job_report import JobReport, describe_job
-from .job_types import JobTypeRegistry
-from .models import ACTIVE_PHASES, ExecutionPhase, Job
-from .rapid_analysis import RapidAnalysisBackend, RedisSettings
-from .rest_api import create_app, start_server
-from .runners.registry import make_runners
 from .simulator import SimulatedJobs
 
 ACK_TIMEOUT_MARGIN = 60.0
@@ -164,7 +164,7 @@ class OcpsCsc(sal.ConfigurableCsc):
         SAL index, one of `SalIndex`.
     config_dir : `str`, `pathlib.Path` or `None`, optional
         Configuration directory; `None` means the one shipped with
-        ts_ocps (`csc_config.DEFAULT_CONFIG_DIR`).
+        ts_ocps (`settings.DEFAULT_CONFIG_DIR`).
     initial_state : `sal.State` or `None`, optional
         State to reach at start-up.
     override : `str`, optional

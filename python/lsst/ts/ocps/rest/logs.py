@@ -33,10 +33,10 @@ import pathlib
 import watchfiles
 from aiohttp import web
 
-from .exceptions import ParameterError
-from .job_manager import JobManager
-from .rest_requests import check_job_id, get_manager, parse_bool, parse_int
-from .triggers import nearest_directory
+from ..exceptions import ParameterError
+from ..jobs.job_manager import JobManager
+from ..jobs.triggers import nearest_directory
+from .request_checks import check_job_id, get_manager, parse_bool, parse_int
 
 FOLLOWERS_KEY = web.AppKey("followers", set)
 """App key of the stop events of the log streams being followed."""

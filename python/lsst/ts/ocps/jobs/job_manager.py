@@ -91,10 +91,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import triggers
-from .exceptions import JobNotFoundError, JobStateError, ParameterError
-from .journal import JOURNAL_FILE_NAME, Journal
-from .models import (
+from ..exceptions import JobNotFoundError, JobStateError, ParameterError
+from ..models import (
     JOB_RESULT_KEYS,
     ErrorSummary,
     ErrorType,
@@ -102,8 +100,10 @@ from .models import (
     Job,
     JobResult,
 )
-from .runners.base import LaunchSpec, Runner, RunOutcome, RunStatus
-from .runners.local import PRIVATE_DIR_NAME, LocalRunner
+from ..runners.base import LaunchSpec, Runner, RunOutcome, RunStatus
+from ..runners.local import PRIVATE_DIR_NAME, LocalRunner
+from . import triggers
+from .journal import JOURNAL_FILE_NAME, Journal
 
 if TYPE_CHECKING:
     from .job_types import JobType, JobTypeRegistry
