@@ -52,6 +52,7 @@ from typing import Any
 import yaml
 from lsst.ts.ocps import sal
 from lsst.ts.ocps.csc.ocps_csc import OcpsCsc
+from lsst.ts.ocps.sal.tai import utc_from_tai
 from lsst.ts.ocps.sal.testing import set_test_environment
 
 REPO_DIR = pathlib.Path(__file__).resolve().parents[1]
@@ -117,7 +118,9 @@ def write_config(directory: pathlib.Path) -> pathlib.Path:
 async def spawn_floor(count: int) -> tuple[float, float]:
     """Median and p99 of spawning the job's command directly."""
     times = []
-    env = dict(os.environ, OCPS_RESULT_FILE=os.devnull)
+    # The same interpreter the job gets: OCPS puts its own first on PATH.
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])
+    env = dict(os.environ, OCPS_RESULT_FILE=os.devnull, PATH=path)
     for i in range(WARM_UP + count):
         start = time.perf_counter()
         process = await asyncio.create_subprocess_exec(
@@ -148,7 +151,10 @@ async def run_one(count: int, config_dir: pathlib.Path) -> dict[str, Any]:
             done = time.perf_counter()
             while True:
                 data = await remote.evt_job_result.next(flush=False, timeout=TIMEOUT)
-                received = time.time()
+                # The reader stamps arrival in private_rcvStamp (TAI); the
+                # sample is read only after the final ack, which may come
+                # later than the event.
+                received = utc_from_tai(data.private_rcvStamp)
                 result = json.loads(data.result)
                 if result["jobId"] == job_id:
                     break
