@@ -22,7 +22,7 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
     .venv/bin/pip install -q -U pip
 fi
-.venv/bin/pip install -q -e ".[test,dev]"
-if [ -f requirements-pipelines.txt ]; then
-    .venv/bin/pip install -q -r requirements-pipelines.txt
-fi
+# The pinned Science Pipelines set first, so that the pipelines extra
+# below is already satisfied by it.
+.venv/bin/pip install -q -r requirements-pipelines.txt
+.venv/bin/pip install -q -e ".[test,dev,pipelines]"
