@@ -21,10 +21,11 @@
 
 """The job manager: accepts, schedules, runs, recovers and purges jobs.
 
-What a job starts with is in `environment`, how its result file and
-output globs become results in `results`, and how the end of its run
-becomes its terminal phase in `outcomes`; their public names are also
-importable from here.
+What a held job waits for is in `holds`, what a job starts with in
+`environment`, how its result file and output globs become results in
+`results`, and how the end of its run becomes its terminal phase in
+`outcomes`; the public names of the last three are also importable from
+here, as they were before they moved.
 """
 
 from __future__ import annotations
@@ -55,12 +56,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import JobNotFoundError, JobStateError, ParameterError
+from ..exceptions import JobStateError, ParameterError
 from ..models import ErrorSummary, ErrorType, ExecutionPhase, Job
 from ..runners.base import LaunchSpec, Runner, RunOutcome
 from ..runners.local import PRIVATE_DIR_NAME, LocalRunner
-from . import triggers
 from .environment import BASE_ENV_NAMES, make_launch_spec
+from .holds import check_hold_request, wait_out_hold
 from .journal import JOURNAL_FILE_NAME, Journal
 from .outcomes import LOST_MESSAGE, outcome_phase
 from .results import (
@@ -332,17 +333,7 @@ class JobManager:
             )
         _check_seconds("execution_duration", execution_duration)
         _check_seconds("wait_timeout", wait_timeout)
-        wait_for = [str(pattern) for pattern in wait_for]
-        for pattern in wait_for:
-            path = pathlib.PurePosixPath(pattern)
-            if not path.is_absolute() or ".." in path.parts:
-                raise ParameterError(
-                    f"wait_for pattern {pattern!r} must be an absolute path "
-                    "without '..'"
-                )
-        prereqs = list(dict.fromkeys(str(prereq) for prereq in prereq_jobs))
-        if job_id in prereqs:
-            raise ParameterError(f"job_id={job_id!r} cannot be its own prerequisite")
+        prereqs, wait_for = check_hold_request(job_id, prereq_jobs, wait_for)
         unknown = set(prereqs) - set(self._active)
         if unknown:
             unknown -= await self.journal.existing_ids(unknown)
@@ -632,17 +623,7 @@ class JobManager:
 
     async def _hold(self, job: Job) -> None:
         """Wait for the job's prerequisites and data, then queue it."""
-        try:
-            failure = await self._check_prerequisites(job)
-            if failure is None and job.wait_for:
-                await triggers.wait_for_paths(
-                    job.wait_for, job.wait_timeout, log=self.log
-                )
-        except TimeoutError:
-            failure = f"timed out waiting for data: {', '.join(job.wait_for)}"
-        except Exception as e:
-            self.log.exception(f"job_id={job.job_id} failed while held")
-            failure = f"OCPS error while waiting: {e!r}"
+        failure = await wait_out_hold(job, self.wait_terminal, self.log)
         async with self._lock(job.job_id):
             self._hold_tasks.pop(job.job_id, None)
             if job.phase is not ExecutionPhase.HELD:
@@ -655,33 +636,6 @@ class JobManager:
             await self._announce(job)
             self._queue[job.job_id] = None
             self._schedule()
-
-    async def _check_prerequisites(self, job: Job) -> str | None:
-        """Wait for every prerequisite to end; return why the job must not
-        run, or None.
-
-        A prerequisite that no longer exists (purged or deleted) counts as
-        ended; with ``prereq_success`` it counts as failed, because its
-        outcome can no longer be checked.
-        """
-        for prereq_id in job.prereq_jobs:
-            prereq = await self._wait_ended(prereq_id)
-            if not job.prereq_success:
-                continue
-            if prereq is None:
-                return (
-                    f"prerequisite job {prereq_id} was purged before it was seen to end"
-                )
-            if prereq.phase is not ExecutionPhase.COMPLETED:
-                return f"prerequisite job {prereq_id} ended {prereq.phase}"
-        return None
-
-    async def _wait_ended(self, job_id: str) -> Job | None:
-        """Wait for a job to end; None if it does not exist (purged)."""
-        try:
-            return await self.wait_terminal(job_id)
-        except JobNotFoundError:
-            return None
 
     # Running
 
