@@ -48,8 +48,9 @@ unknown id, or a job that already ended, fails the command.
 Reporting
 ---------
 Every job of the manager -- submitted by ``execute`` or over REST -- gets
-exactly one ``job_result``: a manager listener publishes it when the job
-reaches a terminal phase, then marks the job reported in the journal. A
+exactly one ``job_result``: a manager listener hands the job to the
+CSC's `JobReporter` when it reaches a terminal phase, which publishes the
+result, then marks the job reported in the journal. A
 job that ended while the CSC was down, or whose result could not be
 published, is published when the job manager starts again. Publishing
 needs the SAL layer, not the ENABLED state: results go out in every
@@ -108,7 +109,8 @@ from ..rest.app import create_app, start_server
 from ..runners.registry import make_runners
 from .config_schema import CONFIG_SCHEMA
 from .execute_request import ExecuteRequest, build_parameters
-from .job_report import JobReport, describe_job
+from .job_reporter import REPORT_RETRY_MAX  # noqa: F401 (importable here)
+from .job_reporter import JobReporter
 from .rapid_analysis import RapidAnalysisBackend, RedisSettings
 from .settings import (
     DEFAULT_CONFIG_DIR,
@@ -132,9 +134,6 @@ A salobj Remote forgets a command once its final ack is read, so a
 client that calls ``next_ackcmd`` after ``set_start(wait_done=False)``
 needs the final ack not to overtake it.
 """
-
-REPORT_RETRY_MAX = 60.0
-"""Longest pause (s) between attempts to publish a ``job_result``."""
 
 REST_EVENT_NAME = "rest"
 """``job_id.event_name`` of jobs submitted over the REST API."""
@@ -216,10 +215,6 @@ class OcpsCsc(sal.ConfigurableCsc):
         self._sal_job_ids: set[str] = set()
         self._execute_commands: dict[str, sal.Sample] = {}
         self._announced: set[str] = set()
-        # job_result publication: running tasks and futures that execute
-        # and abort_job await.
-        self._report_tasks: dict[str, asyncio.Task[None]] = {}
-        self._report_waiters: dict[str, asyncio.Future[None]] = {}
         self._execute_tasks: set[asyncio.Task[Any]] = set()
 
         super().__init__(
@@ -234,6 +229,12 @@ class OcpsCsc(sal.ConfigurableCsc):
         )
         self.cmd_execute.allow_multiple_callbacks = True
         self.cmd_abort_job.allow_multiple_callbacks = True
+        self.reporter = JobReporter(self.evt_job_result, self.log)
+
+    @property
+    def _report_tasks(self) -> dict[str, asyncio.Task[None]]:
+        """Running ``job_result`` publications, by job id."""
+        return self.reporter.tasks
 
     @staticmethod
     def get_config_pkg() -> str:
@@ -419,8 +420,7 @@ class OcpsCsc(sal.ConfigurableCsc):
             f"{', '.join(sorted(runners))} (default "
             f"{settings.runners.default_runner})"
         )
-        for job in await manager.unreported_jobs():
-            self._start_report(job, manager)
+        await self.reporter.report_unreported(manager)
 
     async def _close_manager(self) -> None:
         manager, self.manager = self.manager, None
@@ -453,12 +453,7 @@ class OcpsCsc(sal.ConfigurableCsc):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-        # Unpublished results stay unreported in the journal and are
-        # published at the next start.
-        reports = list(self._report_tasks.values())
-        for task in reports:
-            task.cancel()
-        await asyncio.gather(*reports, return_exceptions=True)
+        await self.reporter.close()
 
         await self._stop_rest()
         await self._close_manager()
@@ -467,7 +462,7 @@ class OcpsCsc(sal.ConfigurableCsc):
             self.rapid_analysis = None
         await super().close_tasks()
 
-    # Reporting
+    # Job manager listener
 
     async def _on_job_change(self, job: Job) -> None:
         """Job manager listener: announce REST jobs, report ended jobs."""
@@ -476,7 +471,7 @@ class OcpsCsc(sal.ConfigurableCsc):
             self._sal_job_ids.discard(job.job_id)
             self._announced.discard(job.job_id)
             if self.manager is not None:
-                self._start_report(job, self.manager)
+                self.reporter.report(job, self.manager)
             return
 
         if job.phase == ExecutionPhase.EXECUTING:
@@ -505,75 +500,6 @@ class OcpsCsc(sal.ConfigurableCsc):
                 force_output=True,
             )
 
-    def _start_report(self, job: Job, manager: JobManager) -> None:
-        """Publish a terminal job's result unless that is under way."""
-        if job.job_id not in self._report_tasks:
-            self._report_tasks[job.job_id] = asyncio.create_task(
-                self._report(job, manager)
-            )
-
-    async def _report(self, job: Job, manager: JobManager) -> None:
-        """Publish ``job_result`` (retrying), then mark the job reported."""
-        try:
-            report = describe_job(job, manager.job_types, self.log)
-            await self._publish_result(report)
-            try:
-                await manager.mark_reported(job.job_id)
-            except JobNotFoundError:
-                pass
-        finally:
-            self._report_tasks.pop(job.job_id, None)
-        self._resolve_waiter(job.job_id)
-
-    async def _publish_result(self, report: JobReport) -> None:
-        """Write ``job_result``, retrying with back-off until it works."""
-        delay = 0.5
-        while True:
-            try:
-                await self.evt_job_result.set_write(
-                    job_id=report.job_id,
-                    exit_code=report.exit_code,
-                    result=report.result_text,
-                    force_output=True,
-                )
-                break
-            except Exception as e:
-                self.log.warning(
-                    f"job_id={report.job_id} finished; job_result not published "
-                    f"({e!r}), retrying in {delay:.1f}s"
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, REPORT_RETRY_MAX)
-        verb = {0: "finished", 255: "aborted"}.get(report.exit_code, "failed")
-        phase = report.result.get("phase", "")
-        self.log.info(
-            f"job_id={report.job_id} {verb} phase={phase} "
-            f"exit_code={report.exit_code}; job_result published"
-        )
-
-    def _add_waiter(self, job_id: str) -> tuple[asyncio.Future[None], bool]:
-        """The future resolved once ``job_id``'s result is published.
-
-        Returns
-        -------
-        future : `asyncio.Future`
-            The future.
-        created : `bool`
-            True if this call made it (the caller then removes it if the
-            job turns out not to exist).
-        """
-        waiter = self._report_waiters.get(job_id)
-        if waiter is not None:
-            return waiter, False
-        waiter = asyncio.get_running_loop().create_future()
-        self._report_waiters[job_id] = waiter
-        return waiter, True
-
-    def _resolve_waiter(self, job_id: str) -> None:
-        waiter = self._report_waiters.pop(job_id, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     # Commands
 
     async def do_execute(self, data: sal.Sample) -> None:
@@ -600,7 +526,7 @@ class OcpsCsc(sal.ConfigurableCsc):
         assert instance is not None
 
         job_id = uuid.uuid4().hex
-        waiter, _ = self._add_waiter(job_id)
+        waiter, _ = self.reporter.add_waiter(job_id)
         self._sal_job_ids.add(job_id)
         try:
             request = ExecuteRequest.from_command(data)
@@ -623,11 +549,11 @@ class OcpsCsc(sal.ConfigurableCsc):
             )
         except (OcpsError, JobStateError) as e:
             self._sal_job_ids.discard(job_id)
-            self._report_waiters.pop(job_id, None)
+            self.reporter.discard_waiter(job_id)
             raise sal.ExpectedError(f"execute rejected: {e}") from e
         except BaseException:
             self._sal_job_ids.discard(job_id)
-            self._report_waiters.pop(job_id, None)
+            self.reporter.discard_waiter(job_id)
             raise
         self.log.info(
             f"job_id={job_id} submitted by execute seq_num={data.private_seqNum} "
@@ -663,7 +589,7 @@ class OcpsCsc(sal.ConfigurableCsc):
             job_id = self.simulator.submit(data.pipeline.strip())
         except ParameterError as e:
             raise sal.ExpectedError(str(e)) from e
-        waiter, _ = self._add_waiter(job_id)
+        waiter, _ = self.reporter.add_waiter(job_id)
         self.log.info(
             f"job_id={job_id} submitted by execute seq_num={data.private_seqNum} "
             "simulated"
@@ -683,9 +609,9 @@ class OcpsCsc(sal.ConfigurableCsc):
         )
         try:
             outcome = await self.simulator.wait(job_id)
-            await self._publish_result(outcome.report)
+            await self.reporter.publish(outcome.report)
         finally:
-            self._resolve_waiter(job_id)
+            self.reporter.resolve_waiter(job_id)
         if outcome.fault:
             message = outcome.report.result["errorSummary"]["message"]
             await self.fault(code=ErrorCode.PIPELINE_FAILURE, report=message)
@@ -717,7 +643,7 @@ class OcpsCsc(sal.ConfigurableCsc):
         if not job_id:
             raise sal.ExpectedError("abort_job: job_id is empty")
 
-        waiter, created = self._add_waiter(job_id)
+        waiter, created = self.reporter.add_waiter(job_id)
         try:
             if job_id in self.simulator:
                 self.simulator.abort(job_id)
@@ -727,7 +653,7 @@ class OcpsCsc(sal.ConfigurableCsc):
                 await self.manager.abort(job_id)
         except (JobNotFoundError, JobStateError) as e:
             if created:
-                self._report_waiters.pop(job_id, None)
+                self.reporter.discard_waiter(job_id)
             if isinstance(e, JobNotFoundError):
                 raise sal.ExpectedError(f"No such job id: {job_id!r}") from e
             raise sal.ExpectedError(f"cannot abort job {job_id!r}: {e}") from e
