@@ -24,6 +24,7 @@
 import asyncio
 import logging
 import pathlib
+from typing import Any
 
 import pytest
 from lsst.ts.ocps.exceptions import JobNotFoundError, ParameterError
@@ -33,7 +34,7 @@ from lsst.ts.ocps.models import ExecutionPhase, Job
 LOG = logging.getLogger("ocps.test_job_holds")
 
 
-def make_job(job_id: str, phase: ExecutionPhase, **kwargs: object) -> Job:
+def make_job(job_id: str, phase: ExecutionPhase, **kwargs: Any) -> Job:
     return Job(
         job_id=job_id, type="t", version="1", parameters={}, phase=phase, **kwargs
     )
@@ -55,9 +56,7 @@ class Ended:
 
 
 def test_check_hold_request() -> None:
-    prereqs, wait_for = check_hold_request(
-        "j", ["a", "b", "a"], [pathlib.Path("/data/*.fits")]
-    )
+    prereqs, wait_for = check_hold_request("j", ["a", "b", "a"], ["/data/*.fits"])
     assert prereqs == ["a", "b"]
     assert wait_for == ["/data/*.fits"]
 
