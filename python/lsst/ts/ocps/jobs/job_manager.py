@@ -752,8 +752,8 @@ class JobManager:
         work_dir = self.work_dir(job.job_id)
         if globs or (work_dir / RESULT_FILE_NAME).exists():
             # Globbing a big output tree, or reading a big result file,
-            # may take a while: off the loop. The limit is this module's
-            # name for it, so that replacing it here (tests do) counts.
+            # may take a while: off the loop. MAX_DECLARED_RESULTS is read
+            # here, not in results, so that tests lowering it here work.
             loop = asyncio.get_running_loop()
             job_info, results, ignored = await loop.run_in_executor(
                 None, collect_outputs, work_dir, globs, MAX_DECLARED_RESULTS
