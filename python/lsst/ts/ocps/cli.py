@@ -19,7 +19,7 @@
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
-"""The ``ocps`` command: run the job server or talk to one."""
+"""The ``ocps`` command: parse the arguments and run the subcommand."""
 
 from __future__ import annotations
 
@@ -31,22 +31,17 @@ import json
 import logging
 import os
 import pathlib
-import signal
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
-from .exceptions import JobTypeError, OcpsError
+from .cli_client import print_json, run_client_command
+from .cli_serve import serve
 from .paths import DEFAULT_JOB_TYPES_DIR
-from .rest.client import ClientError, OcpsClient
-
-if TYPE_CHECKING:
-    from .runners.registry import RunnerSettings
+from .rest.client import ClientError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 """Server address used when neither ``--url`` nor ``OCPS_URL`` is set."""
-
-_log = logging.getLogger("ocps.cli")
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -90,13 +85,6 @@ def _json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("expected a JSON object")
     return value
-
-
-def _default_state_dir() -> pathlib.Path:
-    env = os.environ.get("OCPS_STATE_DIR")
-    if env:
-        return pathlib.Path(env)
-    return pathlib.Path.home() / ".local" / "state" / "ocps"
 
 
 def _make_parser() -> argparse.ArgumentParser:
@@ -279,151 +267,12 @@ def _make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_json(data: Any, out: TextIO) -> None:
-    json.dump(data, out, indent=2)
-    out.write("\n")
-
-
-def _print_table(rows: list[list[str]], out: TextIO) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths)]
-        out.write("  ".join(cells).rstrip() + "\n")
-
-
-def _write_bytes(data: bytes, out: TextIO) -> None:
-    buffer = getattr(out, "buffer", None)
-    if buffer is None:
-        out.write(data.decode(errors="replace"))
-    else:
-        out.flush()
-        buffer.write(data)
-        buffer.flush()
-
-
-def _text(value: Any) -> str:
-    return "-" if value is None else str(value)
-
-
-def _print_job(job: dict[str, Any], out: TextIO) -> None:
-    lines = [
-        ("job id", job["jobId"]),
-        ("type", f"{job['type']} {job['version']}"),
-        ("phase", job["phase"]),
-        ("run id", job.get("runId")),
-        ("created", job.get("creationTime")),
-        ("started", job.get("startTime")),
-        ("ended", job.get("endTime")),
-        ("exit code", job.get("exitCode")),
-        ("error", (job.get("errorSummary") or {}).get("message")),
-        ("parameters", json.dumps(job.get("parameters", {}))),
-    ]
-    if job.get("prereqJobs"):
-        lines.append(("prerequisites", ", ".join(job["prereqJobs"])))
-    if job.get("jobInfo", {}).get("result") is not None:
-        lines.append(("result", json.dumps(job["jobInfo"]["result"])))
-    for result in job.get("results", []):
-        lines.append(("output", result["uri"]))
-    for name, value in lines:
-        out.write(f"{name + ':':<15}{_text(value)}\n")
-
-
-async def _run_remote(args: argparse.Namespace, out: TextIO) -> int:
-    """Run one client subcommand; return the exit status."""
-    async with OcpsClient(args.url, token=args.token) as client:
-        if args.command == "submit":
-            parameters = dict(args.json_params or {})
-            parameters.update(dict(args.params))
-            job = await client.submit(
-                args.type,
-                parameters,
-                run_id=args.run_id,
-                prereq_jobs=args.prereq,
-                prereq_success=args.prereq_success,
-                execution_duration=args.execution_duration,
-            )
-            if args.wait:
-                job = await client.wait(job["jobId"])
-            if args.json:
-                _print_json(job, out)
-            elif args.wait:
-                _print_job(job, out)
-            else:
-                out.write(f"{job['jobId']} {job['type']} {job['phase']}\n")
-            return 1 if args.wait and job["phase"] != "COMPLETED" else 0
-
-        if args.command == "status":
-            job = await client.get(args.job_id)
-            if args.json:
-                _print_json(job, out)
-            else:
-                _print_job(job, out)
-            return 0
-
-        if args.command == "list":
-            jobs = await client.list(
-                phases=args.phase, last=args.last, limit=args.limit
-            )
-            if args.json:
-                _print_json(jobs, out)
-                return 0
-            rows = [["JOB ID", "TYPE", "PHASE", "CREATED", "EXIT"]]
-            for job in jobs:
-                rows.append(
-                    [
-                        job["jobId"],
-                        job["type"],
-                        job["phase"],
-                        _text(job.get("creationTime")),
-                        _text(job.get("exitCode")),
-                    ]
-                )
-            _print_table(rows, out)
-            return 0
-
-        if args.command == "abort":
-            job = await client.abort(args.job_id)
-            if args.json:
-                _print_json(job, out)
-            else:
-                out.write(f"{job['jobId']} {job['phase']}\n")
-            return 0
-
-        if args.command == "logs":
-            async for chunk in client.logs(
-                args.job_id, stream=args.stream, tail=args.tail, follow=args.follow
-            ):
-                _write_bytes(chunk, out)
-            return 0
-
-        types = await client.types()
-        if args.json:
-            _print_json(types, out)
-            return 0
-        for job_type in types:
-            out.write(
-                f"{job_type['name']} {job_type['version']}: "
-                f"{job_type['description']}\n"
-            )
-            for item in job_type.get("env", []):
-                extras = [f"units {item['units']}"] if item.get("units") else []
-                extras += [
-                    f"{key} {json.dumps(item[key])}"
-                    for key in ("default", "min", "max")
-                    if item.get(key) is not None
-                ]
-                detail = f" ({', '.join(extras)})" if extras else ""
-                description = item.get("description") or ""
-                out.write(f"    {item['name']}{detail} {description}".rstrip() + "\n")
-        return 0
-
-
 def _validate(args: argparse.Namespace, out: TextIO) -> int:
     from .jobs.job_types import validate_directory
 
     problems = validate_directory(args.directory)
     if args.json:
-        _print_json(
+        print_json(
             {
                 "valid": not problems,
                 "problems": [
@@ -440,131 +289,6 @@ def _validate(args: argparse.Namespace, out: TextIO) -> int:
     else:
         out.write(f"{args.directory}: all job types are valid\n")
     return 1 if problems else 0
-
-
-def _runner_settings(args: argparse.Namespace) -> RunnerSettings:
-    """Read the runner options of ``ocps serve``.
-
-    Raises
-    ------
-    ValueError
-        Raised if a Slurm option is given without ``--slurm``, a value is
-        invalid, or the default runner is not enabled.
-    """
-    # Imported here so that the client commands do not load the runners.
-    from .runners.registry import RunnerSettings, SlurmSettings
-
-    slurm_given = [
-        flag
-        for flag, value in (
-            ("--slurm-partition", args.slurm_partition),
-            ("--slurm-account", args.slurm_account),
-            ("--slurm-option", args.slurm_options),
-            ("--slurm-poll-interval", args.slurm_poll_interval),
-            ("--slurm-conf", args.slurm_conf),
-        )
-        if value is not None and value != []
-    ]
-    slurm = None
-    if args.slurm:
-        try:
-            slurm = SlurmSettings(
-                partition=args.slurm_partition,
-                account=args.slurm_account,
-                sbatch_options=tuple(args.slurm_options),
-                poll_interval=(
-                    0.5
-                    if args.slurm_poll_interval is None
-                    else args.slurm_poll_interval
-                ),
-                slurm_conf=(
-                    str(pathlib.Path(args.slurm_conf).absolute())
-                    if args.slurm_conf
-                    else None
-                ),
-            )
-        except ValueError as e:
-            raise ValueError(f"invalid Slurm settings: {e}") from e
-    elif slurm_given:
-        raise ValueError(f"{', '.join(slurm_given)}: only with --slurm")
-    try:
-        return RunnerSettings(default_runner=args.default_runner, slurm=slurm)
-    except ValueError as e:
-        raise ValueError(
-            f"--default-runner {args.default_runner}: {e} (--slurm)"
-        ) from e
-
-
-async def _serve(args: argparse.Namespace) -> int:
-    """Run the job server until SIGTERM or SIGINT."""
-    from .jobs.job_manager import JobManager, ManagerConfig
-    from .jobs.job_types import JobTypeRegistry
-    from .rest.app import create_app, load_token, start_server
-    from .runners.registry import make_runners
-
-    try:
-        runner_settings = _runner_settings(args)
-    except ValueError as e:
-        sys.stderr.write(f"ocps: {e}\n")
-        return 2
-    try:
-        registry = JobTypeRegistry.from_directory(
-            args.job_types,
-            default_runner=runner_settings.default_runner,
-            runners=runner_settings.available,
-        )
-        token = load_token(args.token_file)
-    except JobTypeError as e:
-        sys.stderr.write(f"ocps: invalid job types in {args.job_types}:\n")
-        for problem in e.problems:
-            sys.stderr.write(f"  {problem}\n")
-        return 2
-    except OcpsError as e:
-        sys.stderr.write(f"ocps: {e}\n")
-        return 2
-
-    state_dir = args.state_dir or _default_state_dir()
-    config = ManagerConfig(
-        state_dir=state_dir,
-        max_concurrent=args.max_concurrent,
-        retention=args.retention,
-    )
-    manager_log = logging.getLogger("ocps.manager")
-    runners = make_runners(
-        runner_settings, kill_grace=config.kill_grace, log=manager_log
-    )
-    manager = JobManager(config, registry, runners=runners, log=manager_log)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-
-    await manager.start()
-    try:
-        app = create_app(manager, token=token)
-        runner, port = await start_server(app, args.host, args.port)
-        try:
-            _log.info(
-                "listening on http://%s:%d with %d job type(s) from %s, state in %s, "
-                "runners: %s (default %s)",
-                args.host,
-                port,
-                len(registry),
-                args.job_types,
-                state_dir,
-                ", ".join(sorted(runners)),
-                runner_settings.default_runner,
-            )
-            await stop.wait()
-            _log.info("stopping")
-        finally:
-            await runner.cleanup()
-    finally:
-        await manager.close()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
-    _log.info("stopped")
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -589,11 +313,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             stream=sys.stderr,
         )
-        return asyncio.run(_serve(args))
+        return asyncio.run(serve(args))
     if args.command == "validate":
         return _validate(args, sys.stdout)
     try:
-        return asyncio.run(_run_remote(args, sys.stdout))
+        return asyncio.run(run_client_command(args, sys.stdout))
     except ClientError as e:
         sys.stderr.write(f"ocps: error: {e.message}\n")
         return 1
