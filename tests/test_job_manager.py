@@ -46,6 +46,7 @@ from lsst.ts.ocps.exceptions import (
 from lsst.ts.ocps.jobs import job_manager as job_manager_module
 from lsst.ts.ocps.jobs.job_manager import JobManager, ManagerConfig
 from lsst.ts.ocps.jobs.journal import Journal
+from lsst.ts.ocps.jobs.outcomes import outcome_phase
 from lsst.ts.ocps.models import ErrorType, ExecutionPhase, Job, JobResult
 from lsst.ts.ocps.runners.base import LaunchSpec, Runner, RunOutcome, RunStatus
 from lsst.ts.ocps.runners.slurm_cli import SlurmUnavailableError
@@ -1233,7 +1234,7 @@ async def test_killed_by_a_signal_outside_the_enum(
 )
 def test_signal_names(number: int, name: str) -> None:
     outcome = RunOutcome(RunStatus.EXITED, -number)
-    phase, error = job_manager_module._outcome_phase(outcome)
+    phase, error = outcome_phase(outcome)
     assert phase == Phase.ERROR and error is not None
     assert error.message == f"process killed by signal {number} ({name})"
 

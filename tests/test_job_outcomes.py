@@ -32,7 +32,6 @@ from lsst.ts.ocps.runners.base import RunOutcome, RunStatus
 
 def test_names_still_importable_from_job_manager() -> None:
     assert job_manager.LOST_MESSAGE is LOST_MESSAGE
-    assert job_manager._outcome_phase is outcome_phase
 
 
 @pytest.mark.parametrize(

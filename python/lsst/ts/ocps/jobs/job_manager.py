@@ -985,11 +985,3 @@ def _copy_job(job: Job) -> Job:
 def _check_seconds(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise ParameterError(f"{name}={value!r} must be a number of seconds >= 0")
-
-
-_outcome_phase = outcome_phase
-"""The former name of `outcomes.outcome_phase`.
-
-Kept because ``tests/test_job_manager.py`` calls it by this name; remove
-it once that test calls `outcomes.outcome_phase`.
-"""
