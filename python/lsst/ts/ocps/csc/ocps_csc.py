@@ -89,7 +89,6 @@ from __future__ import annotations
 __all__ = ["ErrorCode", "OcpsCsc", "SalIndex", "run_ocps"]
 
 import asyncio
-import datetime
 import enum
 import json
 import os
@@ -98,25 +97,19 @@ import types
 import uuid
 from typing import Any
 
-from aiohttp import web
-
 from .. import __version__, sal
 from ..exceptions import JobNotFoundError, JobStateError, OcpsError, ParameterError
-from ..jobs.job_manager import JobManager, ManagerConfig
-from ..jobs.job_types import JobTypeRegistry
-from ..models import ACTIVE_PHASES, ExecutionPhase, Job
-from ..rest.app import create_app, start_server
-from ..runners.registry import make_runners
+from ..jobs.job_manager import JobManager
+from ..models import ExecutionPhase, Job
 from .config_schema import CONFIG_SCHEMA
 from .execute_request import ExecuteRequest, build_parameters
 from .job_reporter import REPORT_RETRY_MAX  # noqa: F401 (importable here)
 from .job_reporter import JobReporter
+from .job_service import JobService
 from .rapid_analysis import RapidAnalysisBackend, RedisSettings
 from .settings import (
     DEFAULT_CONFIG_DIR,
     CscSettings,
-    ManagerSettings,
-    RestSettings,
     SalIndex,
 )
 from .simulator import SimulatedJobs
@@ -199,15 +192,8 @@ class OcpsCsc(sal.ConfigurableCsc):
     ) -> None:
         self.sal_index = SalIndex(index)
         self.settings: CscSettings | None = None
-        self.manager: JobManager | None = None
         self.rapid_analysis: RapidAnalysisBackend | None = None
         self.simulator = SimulatedJobs(duration=10.0)
-        self.rest_port: int | None = None
-        self._manager_settings: ManagerSettings | None = None
-        self._manager_started: datetime.datetime | None = None
-        self._rest_settings: RestSettings | None = None
-        self._rest_runner: web.AppRunner | None = None
-        self._backend_lock = asyncio.Lock()
 
         # Jobs submitted by execute (they get no "rest" job_id event), the
         # execute command of each once its first ack is out, and REST
@@ -230,10 +216,29 @@ class OcpsCsc(sal.ConfigurableCsc):
         self.cmd_execute.allow_multiple_callbacks = True
         self.cmd_abort_job.allow_multiple_callbacks = True
         self.reporter = JobReporter(self.evt_job_result, self.log)
+        self.job_service = JobService(
+            self.log,
+            listener=self._on_job_change,
+            on_started=self.reporter.report_unreported,
+        )
+
+    @property
+    def manager(self) -> JobManager | None:
+        """The embedded job manager, if it runs."""
+        return self.job_service.manager
+
+    @property
+    def rest_port(self) -> int | None:
+        """The port the REST job API listens on, if it does."""
+        return self.job_service.rest_port
 
     @property
     def _report_tasks(self) -> dict[str, asyncio.Task[None]]:
-        """Running ``job_result`` publications, by job id."""
+        """Running ``job_result`` publications, by job id.
+
+        The name the restart tests wait on; ``reporter.tasks`` is the same
+        dict.
+        """
         return self.reporter.tasks
 
     @staticmethod
@@ -265,7 +270,7 @@ class OcpsCsc(sal.ConfigurableCsc):
                 schema=self.config_schema,
             )
             settings = self._read_settings(loaded.config)
-            await self._apply_settings(settings, rest_required=False)
+            await self.job_service.apply(settings, rest_required=False)
         except Exception as e:
             self.log.warning(f"Job manager not started until the start command: {e}")
 
@@ -292,7 +297,7 @@ class OcpsCsc(sal.ConfigurableCsc):
                     f"{', '.join(instance.unused_keys)} unused (only the UWS "
                     "backend of OCPS v4 used them)"
                 )
-            await self._apply_settings(settings, rest_required=True)
+            await self.job_service.apply(settings, rest_required=True)
         self.simulator.duration = settings.simulation_duration
         self.settings = settings
 
@@ -319,133 +324,6 @@ class OcpsCsc(sal.ConfigurableCsc):
         self.rapid_analysis = backend
         self.log.info(f"Rapid analysis: Redis at {settings.host}:{settings.port}")
 
-    async def _apply_settings(self, settings: CscSettings, rest_required: bool) -> None:
-        """Make the job manager and the REST API match the settings.
-
-        Parameters
-        ----------
-        settings : `CscSettings`
-            The settings (with an instance entry).
-        rest_required : `bool`
-            If True a REST API that cannot listen is an error; else it is
-            logged.
-        """
-        instance = settings.instance
-        assert instance is not None
-        async with self._backend_lock:
-            replace = self.manager is None or self._manager_settings != settings.manager
-            if replace:
-                job_types = _load_job_types(settings.manager)
-            else:
-                assert self.manager is not None
-                job_types = self.manager.job_types
-            if instance.job_type not in job_types:
-                raise sal.ExpectedError(
-                    f"job type {instance.job_type!r} of sal_index="
-                    f"{instance.sal_index} is not in "
-                    f"{str(settings.manager.job_types_dir)!r}; loaded: "
-                    f"{', '.join(sorted(job_types)) or 'none'}"
-                )
-            if instance.environment:
-                job_type = job_types[instance.job_type]
-                if "environment" not in job_type.parameters_schema.get(
-                    "properties", {}
-                ):
-                    self.log.warning(
-                        f"environment of sal_index={instance.sal_index} ignored: "
-                        f"job type {job_type.name!r} has no 'environment' parameter"
-                    )
-
-            if replace:
-                if self.manager is not None:
-                    active = await self.manager.list_jobs(phases=ACTIVE_PHASES, limit=1)
-                    if active:
-                        raise sal.ExpectedError(
-                            "cannot change the job manager settings (state_dir, "
-                            "job_types_dir, max_concurrent, retention, log_limit, "
-                            "default_runner, slurm) while jobs are queued or "
-                            "running; wait for them or abort them"
-                        )
-                    await self._stop_rest()
-                    await self._close_manager()
-                await self._start_manager(settings.manager, job_types)
-
-            if replace or self._rest_settings != settings.rest:
-                await self._stop_rest()
-                self._rest_settings = settings.rest
-                if settings.rest.enabled:
-                    try:
-                        await self._start_rest(settings.rest)
-                    except OSError as e:
-                        message = (
-                            f"REST job API cannot listen on {settings.rest.host}:"
-                            f"{settings.rest.port}: {e}"
-                        )
-                        self._rest_settings = None
-                        if rest_required:
-                            raise sal.ExpectedError(message) from e
-                        self.log.warning(message)
-                else:
-                    self.log.info("REST job API disabled (rest_port=-1)")
-
-    async def _start_manager(
-        self, settings: ManagerSettings, job_types: JobTypeRegistry
-    ) -> None:
-        """Start a job manager, then publish what it has not reported."""
-        config = ManagerConfig(
-            state_dir=settings.state_dir,
-            max_concurrent=settings.max_concurrent,
-            retention=settings.retention,
-            log_limit=settings.log_limit,
-        )
-        runners = make_runners(
-            settings.runners, kill_grace=config.kill_grace, log=self.log
-        )
-        manager = JobManager(config, job_types, runners=runners, log=self.log)
-        manager.add_listener(self._on_job_change)
-        self._manager_started = datetime.datetime.now(datetime.UTC)
-        try:
-            await manager.start()
-        except Exception as e:
-            manager.remove_listener(self._on_job_change)
-            await manager.close()
-            raise sal.ExpectedError(
-                f"job manager cannot start on {str(settings.state_dir)!r}: {e}"
-            ) from e
-        self.manager = manager
-        self._manager_settings = settings
-        self.log.info(
-            f"Job manager started: state_dir={str(settings.state_dir)!r}, "
-            f"job types {', '.join(sorted(job_types))}, runners "
-            f"{', '.join(sorted(runners))} (default "
-            f"{settings.runners.default_runner})"
-        )
-        await self.reporter.report_unreported(manager)
-
-    async def _close_manager(self) -> None:
-        manager, self.manager = self.manager, None
-        self._manager_settings = None
-        if manager is None:
-            return
-        manager.remove_listener(self._on_job_change)
-        await manager.close()
-
-    async def _start_rest(self, settings: RestSettings) -> None:
-        assert self.manager is not None
-        app = create_app(self.manager, token=settings.token)
-        self._rest_runner, self.rest_port = await start_server(
-            app, host=settings.host, port=settings.port
-        )
-        self.log.info(
-            f"REST job API listening on http://{settings.host}:{self.rest_port}/api/v1"
-        )
-
-    async def _stop_rest(self) -> None:
-        runner, self._rest_runner = self._rest_runner, None
-        self.rest_port = None
-        if runner is not None:
-            await runner.cleanup()
-
     async def close_tasks(self) -> None:
         # Pending commands first, while SAL can still send their acks.
         tasks = list(self._execute_tasks)
@@ -455,8 +333,7 @@ class OcpsCsc(sal.ConfigurableCsc):
 
         await self.reporter.close()
 
-        await self._stop_rest()
-        await self._close_manager()
+        await self.job_service.close()
         if self.rapid_analysis is not None:
             await self.rapid_analysis.close()
             self.rapid_analysis = None
@@ -484,8 +361,8 @@ class OcpsCsc(sal.ConfigurableCsc):
 
         is_new = (
             job.start_time is None
-            and self._manager_started is not None
-            and job.creation_time >= self._manager_started
+            and self.job_service.started is not None
+            and job.creation_time >= self.job_service.started
         )
         if (
             is_new
@@ -671,23 +548,6 @@ def _ack_timeout(job: Job) -> float:
 def _ack_result(job_id: str) -> str:
     """The ``result`` of an ``execute`` in-progress ack."""
     return json.dumps({"job_id": job_id})
-
-
-def _load_job_types(settings: ManagerSettings) -> JobTypeRegistry:
-    """Load the job-type directory for the configured runners.
-
-    A type naming a runner that is not configured, or runner options its
-    runner refuses, is a problem like any other of its file.
-    """
-    directory = settings.job_types_dir
-    try:
-        return JobTypeRegistry.from_directory(
-            directory,
-            default_runner=settings.runners.default_runner,
-            runners=settings.runners.available,
-        )
-    except OcpsError as e:
-        raise sal.ExpectedError(f"job types in {str(directory)!r}: {e}") from e
 
 
 def run_ocps() -> None:
