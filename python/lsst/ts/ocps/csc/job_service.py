@@ -168,7 +168,7 @@ class JobService:
     async def _start_manager(
         self, settings: ManagerSettings, job_types: JobTypeRegistry
     ) -> None:
-        """Start a job manager, then publish what it has not reported."""
+        """Start a job manager, then hand it to ``on_started``."""
         config = ManagerConfig(
             state_dir=settings.state_dir,
             max_concurrent=settings.max_concurrent,
