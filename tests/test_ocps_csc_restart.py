@@ -69,7 +69,7 @@ async def test_restart_reports_once(csc_env: str, tmp_path: pathlib.Path) -> Non
         csc = harness.csc
         assert csc.summary_state == sal.State.STANDBY
         assert csc.manager is not None
-        while csc._report_tasks:
+        while csc.reporter.tasks:
             await asyncio.sleep(0.01)
         assert await csc.manager.unreported_jobs() == []
 
@@ -77,7 +77,7 @@ async def test_restart_reports_once(csc_env: str, tmp_path: pathlib.Path) -> Non
     async with make_ocps() as harness:
         csc = harness.csc
         assert isinstance(csc, OcpsCsc)
-        assert csc._report_tasks == {}
+        assert csc.reporter.tasks == {}
         assert csc.manager is not None
         assert await csc.manager.unreported_jobs() == []
         job = await csc.manager.get_job(done.job_id)

@@ -232,15 +232,6 @@ class OcpsCsc(sal.ConfigurableCsc):
         """The port the REST job API listens on, if it does."""
         return self.job_service.rest_port
 
-    @property
-    def _report_tasks(self) -> dict[str, asyncio.Task[None]]:
-        """Running ``job_result`` publications, by job id.
-
-        The name the restart tests wait on; ``reporter.tasks`` is the same
-        dict.
-        """
-        return self.reporter.tasks
-
     @staticmethod
     def get_config_pkg() -> str:
         return "dm_config_ocps"
