@@ -435,12 +435,7 @@ class OcpsCsc(sal.ConfigurableCsc):
         ack_time = loop.time()
         self._execute_commands[job_id] = data
         try:
-            await self.evt_job_id.set_write(
-                event_name="cmd_execute",
-                seq_num=data.private_seqNum,
-                job_id=job_id,
-                force_output=True,
-            )
+            await self._announce_job_id(data, job_id)
             try:
                 await manager.wait_terminal(job_id)
             except JobNotFoundError:
@@ -448,9 +443,7 @@ class OcpsCsc(sal.ConfigurableCsc):
             await asyncio.shield(waiter)
         finally:
             self._execute_commands.pop(job_id, None)
-        remaining = MIN_FINAL_ACK_DELAY - (loop.time() - ack_time)
-        if remaining > 0:
-            await asyncio.sleep(remaining)
+        await _keep_final_ack_gap(ack_time)
 
     async def _execute_simulated(self, data: sal.Sample) -> None:
         try:
@@ -469,12 +462,7 @@ class OcpsCsc(sal.ConfigurableCsc):
             result=_ack_result(job_id),
         )
         ack_time = loop.time()
-        await self.evt_job_id.set_write(
-            event_name="cmd_execute",
-            seq_num=data.private_seqNum,
-            job_id=job_id,
-            force_output=True,
-        )
+        await self._announce_job_id(data, job_id)
         try:
             outcome = await self.simulator.wait(job_id)
             await self.reporter.publish(outcome.report)
@@ -484,9 +472,16 @@ class OcpsCsc(sal.ConfigurableCsc):
             message = outcome.report.result["errorSummary"]["message"]
             await self.fault(code=ErrorCode.PIPELINE_FAILURE, report=message)
             raise sal.ExpectedError(message)
-        remaining = MIN_FINAL_ACK_DELAY - (loop.time() - ack_time)
-        if remaining > 0:
-            await asyncio.sleep(remaining)
+        await _keep_final_ack_gap(ack_time)
+
+    async def _announce_job_id(self, data: sal.Sample, job_id: str) -> None:
+        """Publish the ``job_id`` event of an ``execute`` command."""
+        await self.evt_job_id.set_write(
+            event_name="cmd_execute",
+            seq_num=data.private_seqNum,
+            job_id=job_id,
+            force_output=True,
+        )
 
     async def _execute_rapid_analysis(self, data: sal.Sample) -> None:
         if self.rapid_analysis is None:
@@ -550,3 +545,14 @@ def run_ocps() -> None:
     if not os.environ.get("LSST_KAFKA_BROKER_ADDR"):
         os.environ.setdefault("LSST_TOPIC_SUBNAME", "sal")
     asyncio.run(sal.amain(OcpsCsc, index=SalIndex))
+
+
+async def _keep_final_ack_gap(ack_time: float) -> None:
+    """Sleep until `MIN_FINAL_ACK_DELAY` has passed since ``ack_time``.
+
+    ``ack_time`` is the event-loop time of the in-progress ack; callers
+    expect tens of milliseconds between it and the final ack.
+    """
+    remaining = MIN_FINAL_ACK_DELAY - (asyncio.get_running_loop().time() - ack_time)
+    if remaining > 0:
+        await asyncio.sleep(remaining)
